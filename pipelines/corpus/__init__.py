@@ -1,0 +1,1 @@
+"""Sample corpus: real portraits and real speech animated with known motion (issue 2)."""

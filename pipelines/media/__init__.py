@@ -1,0 +1,1 @@
+"""Media building blocks shared by preprocessing and generation: video, faces, audio."""

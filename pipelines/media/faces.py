@@ -1,0 +1,80 @@
+"""Face detection and 68-point landmarks with dlib (HOG detector + the shape predictor shipped in
+``face-recognition-models``), the CPU default of thpad (paper_spec §2.2 uses FAN; see params)."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import dlib
+import numpy as np
+
+# 68-point index groups (iBUG 300-W convention), used for alignment and for the sample corpus.
+JAW = tuple(range(0, 17))
+BROW_RIGHT = tuple(range(17, 22))
+BROW_LEFT = tuple(range(22, 27))
+NOSE = tuple(range(27, 36))
+EYE_RIGHT = tuple(range(36, 42))
+EYE_LEFT = tuple(range(42, 48))
+MOUTH_OUTER = tuple(range(48, 60))
+MOUTH_INNER = tuple(range(60, 68))
+
+
+def face_models_dir() -> Path:
+    """The folder of dlib model files inside the ``face_recognition_models`` package.
+
+    Found with ``importlib.util.find_spec`` so that ``pkg_resources`` is not needed.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the package face-recognition-models is not installed (run `make setup`)")
+    return Path(spec.origin).parent / "models"
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face: its box (left, top, right, bottom) and 68 landmarks (68, 2) as (x, y)."""
+
+    box: tuple[int, int, int, int]
+    landmarks: np.ndarray
+
+    @property
+    def size(self) -> int:
+        """The box's longer side in pixels."""
+        return max(self.box[2] - self.box[0], self.box[3] - self.box[1])
+
+
+class FaceLandmarker:
+    """dlib HOG face detector plus the 68-point shape predictor; load once per process."""
+
+    def __init__(self, predictor_path: str | Path | None = None) -> None:
+        path = Path(predictor_path) if predictor_path else face_models_dir() / "shape_predictor_68_face_landmarks.dat"
+        if not path.is_file():
+            raise FileNotFoundError(f"dlib landmark model {path} not found")
+        self._detector = dlib.get_frontal_face_detector()
+        self._predictor = dlib.shape_predictor(str(path))
+
+    def detect(self, rgb: np.ndarray, upsample: int = 0) -> list[Face]:
+        """All faces in an (H, W, 3) uint8 RGB image, largest first."""
+        rects = self._detector(np.ascontiguousarray(rgb), upsample)
+        faces = [self._face(rgb, r) for r in rects]
+        return sorted(faces, key=lambda f: -f.size)
+
+    def landmarks(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        """68 landmarks (68, 2) float32 inside a given box (used when tracking without re-detection)."""
+        rect = dlib.rectangle(*[int(round(v)) for v in box])
+        shape = self._predictor(np.ascontiguousarray(rgb), rect)
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)  # (68, 2)
+
+    def _face(self, rgb: np.ndarray, rect: dlib.rectangle) -> Face:
+        box = (rect.left(), rect.top(), rect.right(), rect.bottom())
+        return Face(box=box, landmarks=self.landmarks(rgb, box))
+
+
+def box_from_landmarks(landmarks: np.ndarray, margin: float = 0.1) -> tuple[int, int, int, int]:
+    """A detection-like box around (68, 2) landmarks, grown by ``margin`` of its size on each side."""
+    x0, y0 = landmarks.min(axis=0)
+    x1, y1 = landmarks.max(axis=0)
+    mx, my = (x1 - x0) * margin, (y1 - y0) * margin
+    return int(x0 - mx), int(y0 - my), int(x1 + mx), int(y1 + my)

@@ -1,0 +1,35 @@
+"""The ``thpad`` command: one subcommand per stage and tool, each with ``--help``."""
+
+from __future__ import annotations
+
+import typer
+
+from stages.common import setup_logging
+from stages.sample_corpus import sample_corpus
+from stages.show_params import show_params
+
+app = typer.Typer(
+    name="thpad",
+    help="Talking heads with probabilistic audio-to-visual diffusion priors: data, training, generation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    setup_logging(verbose)
+
+
+app.command("sample-corpus")(sample_corpus)
+app.command("params")(show_params)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""What every stage entry point shares: logging set-up, strict params loading with clean errors,
+and the ``--dry-run`` print of the resolved config."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from models.config import ConfigError
+from storage.params import Params, dump_json, load_params
+
+PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="The params file to read (strictly).")
+DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Print the resolved config as JSON and exit.")
+
+EXIT_CONFIG = 2  # bad params or arguments
+EXIT_FAILED = 1  # the work itself failed
+
+
+def setup_logging(verbose: bool) -> None:
+    """Narrating logs on stderr: INFO by default, DEBUG with ``--verbose``."""
+    level = logging.DEBUG if verbose or os.environ.get("THPAD_DEBUG") else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+
+
+def read_params(path: Path) -> Params:
+    """Load params or exit with code 2 and a message naming the file and the key."""
+    try:
+        return load_params(path)
+    except ConfigError as err:
+        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(EXIT_CONFIG) from err
+
+
+def print_dry_run(cfg: Any) -> None:
+    """The resolved config, as JSON on stdout."""
+    typer.echo(dump_json(cfg))

@@ -1,0 +1,82 @@
+"""Snapshot files: a network's config (plain JSON data) and its state dict, never a pickled module.
+
+Following EDM and nanoGPT, a snapshot holds enough to rebuild and run a network:
+``{"config": <JSON dict>, "state_dict": {name: tensor}}``, written atomically (temporary file, then
+``os.replace``) and readable with ``torch.load(..., weights_only=True)``. The caller supplies the
+function that rebuilds the module from the config dict, so no class name is ever stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+SNAPSHOT_PREFIX = "snapshot-"
+SNAPSHOT_SUFFIX = ".pt"
+
+
+def snapshot_path(directory: str | os.PathLike, step: int) -> Path:
+    """Return ``directory/snapshot-<step, 9 digits>.pt``, e.g. ``snapshot-000001230.pt``."""
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    return Path(directory) / f"{SNAPSHOT_PREFIX}{step:09d}{SNAPSHOT_SUFFIX}"
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file in the target folder, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_snapshot(path: str | os.PathLike, config: Mapping[str, Any], module: nn.Module) -> Path:
+    """Save ``module``'s weights with the config that rebuilds it.
+
+    Args:
+        path: target file (see ``snapshot_path``).
+        config: JSON-serialisable dict, e.g. ``models.config.to_dict(cfg)``.
+        module: the network; its state dict is copied to CPU.
+    Returns:
+        The written path.
+    """
+    plain = json.loads(json.dumps(config))  # fails early on anything JSON cannot hold
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    return atomic_torch_save({"config": plain, "state_dict": state}, path)
+
+
+def read_snapshot(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Load a snapshot's config dict and state dict (CPU tensors) without building anything."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or set(payload) != {"config", "state_dict"}:
+        raise ValueError(f"{path}: not a snapshot (expected keys 'config' and 'state_dict')")
+    return payload["config"], payload["state_dict"]
+
+
+def load_snapshot(path: str | os.PathLike, build: Callable[[dict[str, Any]], nn.Module]) -> nn.Module:
+    """Rebuild a network from a snapshot.
+
+    Args:
+        path: a file written by ``save_snapshot``.
+        build: makes a freshly initialised module from the stored config dict.
+    Returns:
+        The module with the stored weights loaded (strictly), on CPU.
+    """
+    config, state = read_snapshot(path)
+    module = build(config)
+    module.load_state_dict(state, strict=True)
+    return module

@@ -1,0 +1,65 @@
+"""The loader for ``params.yaml``: the single source of truth, mapped onto frozen typed dataclasses.
+
+Loading is strict: every section and key must be present and no unknown key is accepted, so a typo
+in ``params.yaml`` or in ``dvc exp run -S key=value`` fails at once with the dotted key named.
+Sections are added here as stages are added (one section per stage).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from models.config import ConfigError, from_dict, to_dict
+from pipelines.corpus.config import CorpusConfig
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """Where the embedded default keeps its folders (local paths or ``s3://`` URIs)."""
+
+    sample_corpus: str
+    work: str
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole of ``params.yaml``."""
+
+    profile: str
+    paths: PathsConfig
+    corpus: CorpusConfig
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
+    """Read and validate a params file.
+
+    Args:
+        path: a YAML file (``params.yaml`` or one of ``profiles/*.yaml``).
+    Returns:
+        The typed ``Params``.
+    Raises:
+        ConfigError: the file is missing, not YAML, or has an unknown, missing or mistyped key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file {path} not found (run from the repository root or pass --params)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"params file {path} is not valid YAML: {err}") from err
+    try:
+        return from_dict(Params, data or {})
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+
+
+def dump_json(cfg: Any) -> str:
+    """The resolved config as indented JSON (what ``--dry-run`` prints and runs record)."""
+    return json.dumps(to_dict(cfg), indent=2, sort_keys=True)
