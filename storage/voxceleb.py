@@ -27,3 +27,29 @@ class ClipId:
         if self.split not in SPLITS:
             raise ValueError(f"split {self.split!r} is not one of {SPLITS}")
         return PurePosixPath(self.split, kind, self.identity, self.video, self.utterance + suffix)
+
+
+def sample_key(identity: str, video: str, utterance: str) -> str:
+    """A WebDataset key for a clip: no dots or slashes (WebDataset splits keys at dots)."""
+    raw = f"{identity}-{video}-{utterance}"
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in raw)
+
+
+@dataclass(frozen=True)
+class SourceClip:
+    """A discovered input clip: its ids, where its video, audio and (sample corpus) truth live, and
+    the group that must stay in one split (the identity, or the sample corpus's source portrait)."""
+
+    identity: str
+    video: str
+    utterance: str
+    official_split: str
+    video_uri: str
+    audio_uri: str | None
+    truth_uri: str | None
+    group: str
+
+    @property
+    def key(self) -> str:
+        """The clip's shard key."""
+        return sample_key(self.identity, self.video, self.utterance)

@@ -1,0 +1,81 @@
+"""Deterministic split and shard assignment, done before any Ray work so that reruns and resumed
+runs put every clip in the same shard.
+
+Splits are by identity group (the identity, or for the sample corpus its source portrait, so that
+variants of one portrait never straddle splits): the official ``test`` folder is the test split; dev
+groups are ordered by a hash of (seed, group) and the first ``ceil(val_fraction * groups)`` go to val.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from storage.voxceleb import SourceClip
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How clips are split and sharded."""
+
+    seed: int
+    val_fraction: float
+    clips_per_shard: int
+    min_shards_per_split: int
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """One shard to write: its split, index, file name and clips (sorted by key)."""
+
+    split: str
+    index: int
+    clips: tuple[SourceClip, ...]
+
+    @property
+    def name(self) -> str:
+        """``{split}-NNNNNN.tar``."""
+        return f"{self.split}-{self.index:06d}.tar"
+
+
+def _group_rank(seed: int, group: str) -> str:
+    return hashlib.sha256(f"{seed}:{group}".encode()).hexdigest()
+
+
+def assign_splits(clips: Sequence[SourceClip], cfg: SplitConfig) -> dict[str, str]:
+    """Map each clip key to ``train``, ``val`` or ``test``.
+
+    Raises:
+        ValueError: a split would be empty (names the split and what to change).
+    """
+    dev_groups = sorted({c.group for c in clips if c.official_split == "dev"}, key=lambda g: _group_rank(cfg.seed, g))
+    num_val = math.ceil(cfg.val_fraction * len(dev_groups)) if cfg.val_fraction > 0 else 0
+    val_groups = set(dev_groups[:num_val])
+    splits = {}
+    for clip in clips:
+        if clip.official_split == "test":
+            splits[clip.key] = "test"
+        else:
+            splits[clip.key] = "val" if clip.group in val_groups else "train"
+    for split in SPLITS:
+        if split not in splits.values():
+            raise ValueError(f"split '{split}' is empty: {len(dev_groups)} dev identity group(s), "
+                             f"val_fraction={cfg.val_fraction}; add data or change preprocess.split")
+    return splits
+
+
+def plan_shards(clips: Sequence[SourceClip], splits: dict[str, str], cfg: SplitConfig) -> list[ShardPlan]:
+    """Chunk each split's clips (sorted by key) into at least ``min_shards_per_split`` shards."""
+    plans = []
+    for split in SPLITS:
+        members = sorted((c for c in clips if splits[c.key] == split), key=lambda c: c.key)
+        count = max(cfg.min_shards_per_split, math.ceil(len(members) / cfg.clips_per_shard))
+        count = min(count, len(members))
+        for index in range(count):
+            chunk = tuple(members[index::count])
+            plans.append(ShardPlan(split, index, chunk))
+    return plans
