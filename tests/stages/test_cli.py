@@ -59,3 +59,24 @@ def test_too_few_identities_is_a_clear_error(tmp_path: Path) -> None:
                                  "--params", str(REPO / "params.yaml")])
     assert result.exit_code == 2
     assert "empty" in result.output
+
+
+def test_models_json_paper_preset() -> None:
+    result = runner.invoke(app, ["models", "--preset", "paper", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert list(summary) == ["identity_encoder", "visual_encoder", "audio_encoder", "generator",
+                             "discriminator", "prior", "ar_prior"]
+    assert summary["identity_encoder"]["outputs"] == {"f_id": [1, 2048], "id_map": [1, 512, 7, 7]}
+    assert summary["visual_encoder"]["outputs"]["f_nl"] == [1, 42]
+    assert summary["generator"]["inputs"]["style"] == [1, 2560]
+    assert summary["generator"]["outputs"]["image"] == [1, 3, 224, 224]
+    assert summary["prior"]["outputs"]["x0"] == [1, 128, 42]
+    assert all(info["params"] > 0 for info in summary.values())
+
+
+def test_models_table_tiny() -> None:
+    result = runner.invoke(app, ["models", "--preset", "tiny"])
+    assert result.exit_code == 0
+    assert result.stdout.count("\n| ") == 8  # header separator + 7 modules
+    assert runner.invoke(app, ["models", "--preset", "huge"]).exit_code == 2

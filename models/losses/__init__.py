@@ -1,0 +1,31 @@
+"""Training losses of TH-PAD (supplement §I.3, paper_spec §1.5): GAN phases, feature matching, perceptual,
+gaze, contrastive (with memory-bank negatives), orthogonality and velocity losses, plus their weights.
+
+Losses take tensors and feature lists, never networks, so each is testable on its own.
+"""
+
+from models.losses.contrastive import LogitScale, info_nce_loss, orthogonality_loss
+from models.losses.gan import GanKind, adversarial_d_loss, adversarial_g_loss, feature_matching_loss
+from models.losses.motion import masked_mse, velocity_loss
+from models.losses.reconstruction import VGG_LAYER_WEIGHTS, GazeDistance, gaze_loss, perceptual_loss
+from models.losses.weights import LOSS_PRESETS, LossConfig, LossWeights, weighted_total
+
+__all__ = [
+    "LOSS_PRESETS",
+    "VGG_LAYER_WEIGHTS",
+    "GanKind",
+    "GazeDistance",
+    "LogitScale",
+    "LossConfig",
+    "LossWeights",
+    "adversarial_d_loss",
+    "adversarial_g_loss",
+    "feature_matching_loss",
+    "gaze_loss",
+    "info_nce_loss",
+    "masked_mse",
+    "orthogonality_loss",
+    "perceptual_loss",
+    "velocity_loss",
+    "weighted_total",
+]

@@ -1,0 +1,57 @@
+"""Image reconstruction losses on features of pretrained networks: VGG perceptual loss and gaze loss.
+
+TH-PAD supplement Eq. III (L1 between VGG features; PC-AVS layer weights 1/32, 1/16, 1/8, 1/4, 1 on
+relu1_1..relu5_1, paper_spec §2.6) and L_gaze (distance between gaze-encoder features, paper_spec §1.5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+VGG_LAYER_WEIGHTS: tuple[float, ...] = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
+
+GazeDistance = Literal["l1", "l2"]
+
+
+def perceptual_loss(
+    real_feats: Sequence[torch.Tensor],
+    fake_feats: Sequence[torch.Tensor],
+    layer_weights: Sequence[float] = VGG_LAYER_WEIGHTS,
+) -> torch.Tensor:
+    """Weighted sum over layers of the L1 between VGG features of real and generated images (Eq. III).
+
+    Args:
+        real_feats, fake_feats: per layer, features (B, C_k, H_k, W_k); real ones are detached.
+        layer_weights: one weight per layer.
+    Returns:
+        scalar loss.
+    """
+    if not len(real_feats) == len(fake_feats) == len(layer_weights):
+        raise ValueError(
+            f"got {len(real_feats)} real, {len(fake_feats)} fake layers and {len(layer_weights)} weights"
+        )
+    pairs = zip(real_feats, fake_feats, layer_weights, strict=True)
+    terms = [w * F.l1_loss(fake, real.detach()) for real, fake, w in pairs]
+    return torch.stack(terms).sum()
+
+
+def gaze_loss(
+    real_feat: torch.Tensor, fake_feat: torch.Tensor, distance: GazeDistance = "l1"
+) -> torch.Tensor:
+    """Distance between gaze-encoder features of real and generated frames (L_gaze).
+
+    Args:
+        real_feat, fake_feat: (B, D) gaze features (the real ones are detached).
+        distance: "l1" (mean absolute error) or "l2" (mean squared error).
+    Returns:
+        scalar loss.
+    """
+    if distance == "l1":
+        return F.l1_loss(fake_feat, real_feat.detach())
+    if distance == "l2":
+        return F.mse_loss(fake_feat, real_feat.detach())
+    raise ValueError(f"unknown gaze distance '{distance}' (use 'l1' or 'l2')")
