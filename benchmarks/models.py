@@ -2,7 +2,8 @@
 (batch 1, this CPU), and the prior's sampling time for 128 frames, DDPM-1000 against DDIM-50 and
 DDIM-25, measured in one run. Prints one JSON object.
 
-Usage: .venv/bin/python benchmarks/models.py [--repeats N] [--presets tiny,paper]
+Usage: .venv/bin/python -m benchmarks.models [--repeats N] [--presets tiny,paper]
+(run as a module: run as a script, this file would shadow the `models` package)
 """
 
 from __future__ import annotations
