@@ -35,13 +35,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
+def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "", require_all: bool = False) -> T:
     """Build dataclass ``cls`` from ``data``; unknown or missing keys raise ``ConfigError``.
 
     Args:
         cls: a dataclass type; nested dataclass fields are built recursively.
         data: the mapping, e.g. one section of params.yaml.
         prefix: dotted path of ``data`` for error messages (e.g. ``"preprocess."``).
+        require_all: every field must be given, even those with a default (params.yaml is complete).
     Returns:
         An instance of ``cls``.
     """
@@ -52,24 +53,28 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"unknown config key '{prefix}{unknown[0]}' (allowed: {', '.join(sorted(fields))})")
-    missing = [n for n, f in fields.items() if n not in data and _has_no_default(f)]
+    missing = [n for n, f in fields.items() if n not in data and (require_all or _has_no_default(f))]
     if missing:
         raise ConfigError(f"missing config key '{prefix}{missing[0]}'")
-    kwargs = {name: _convert(hints[name], data[name], f"{prefix}{name}") for name in fields if name in data}
-    return cls(**kwargs)
+    kwargs = {name: _convert(hints[name], data[name], f"{prefix}{name}", require_all)
+              for name in fields if name in data}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:  # a dataclass's own __post_init__ check
+        raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {err}") from err
 
 
 def _has_no_default(f: dataclasses.Field) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
-def _convert(tp: Any, value: Any, key: str) -> Any:
+def _convert(tp: Any, value: Any, key: str, require_all: bool = False) -> Any:
     """Check and convert ``value`` to type ``tp`` (dataclasses, tuples, unions, scalars)."""
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, key + ".")
+        return from_dict(tp, value, key + ".", require_all)
     if origin in (typing.Union, types.UnionType):
-        return _convert_union(typing.get_args(tp), value, key)
+        return _convert_union(typing.get_args(tp), value, key, require_all)
     if origin is typing.Literal:
         if value not in typing.get_args(tp):
             raise ConfigError(f"config key '{key}': {value!r} is not one of {typing.get_args(tp)}")
@@ -83,7 +88,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     return _convert_scalar(tp, value, key)
 
 
-def _convert_union(args: tuple[Any, ...], value: Any, key: str) -> Any:
+def _convert_union(args: tuple[Any, ...], value: Any, key: str, require_all: bool) -> Any:
     if value is None and type(None) in args:
         return None
     errors = []
@@ -91,7 +96,7 @@ def _convert_union(args: tuple[Any, ...], value: Any, key: str) -> Any:
         if arg is type(None):
             continue
         try:
-            return _convert(arg, value, key)
+            return _convert(arg, value, key, require_all)
         except ConfigError as err:
             errors.append(str(err))
     raise ConfigError(errors[0] if errors else f"config key '{key}': bad value {value!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from stages.common import setup_logging
+from stages.preprocess import preprocess
 from stages.sample_corpus import sample_corpus
 from stages.show_models import show_models
 from stages.show_params import show_params
@@ -24,6 +25,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 
 
 app.command("sample-corpus")(sample_corpus)
+app.command("preprocess")(preprocess)
 app.command("params")(show_params)
 app.command("models")(show_models)
 

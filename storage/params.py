@@ -16,6 +16,7 @@ import yaml
 
 from models.config import ConfigError, from_dict, to_dict
 from pipelines.corpus.config import CorpusConfig
+from pipelines.preprocess.config import PreprocessConfig
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -35,6 +36,7 @@ class Params:
     profile: str
     paths: PathsConfig
     corpus: CorpusConfig
+    preprocess: PreprocessConfig
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
@@ -55,7 +57,7 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     except yaml.YAMLError as err:
         raise ConfigError(f"params file {path} is not valid YAML: {err}") from err
     try:
-        return from_dict(Params, data or {})
+        return from_dict(Params, data or {}, require_all=True)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err
 

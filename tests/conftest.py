@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,13 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Tests talk only to the local S3 server they start; fake credentials are set before any Ray worker
+# starts, so workers inherit them. aiobotocore breaks on AWS_CONFIG_FILE=/dev/null: use an empty file.
+_EMPTY_AWS = Path(tempfile.mkdtemp(prefix="thpad-aws-")) / "empty"
+_EMPTY_AWS.write_text("")
+os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                   "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(_EMPTY_AWS),
+                   "AWS_SHARED_CREDENTIALS_FILE": str(_EMPTY_AWS), "AWS_EC2_METADATA_DISABLED": "true"})
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +40,15 @@ def micro_corpus(tmp_path_factory, micro_params) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("corpus")
     cfg = dataclasses.replace(micro_params.corpus, workers=1)
     return out, build_corpus(cfg, out, progress=False)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray (127.0.0.1, 2 CPUs) for every Ray test of the session."""
+    import ray
+
+    from pipelines.ray_env import RayConfig, ensure_ray
+
+    ensure_ray(RayConfig(address="", num_cpus=2))
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,132 @@
+"""The preprocessing program on Ray Data: discover → plan splits and shards → one Ray task per shard
+(an actor pool, so dlib loads once per worker) → manifest.parquet and rejects.parquet.
+
+Resumable: each finished shard leaves a small record (``OUT/progress/{shard}.json``, written after
+the shard) holding its manifest rows, its rejects and the config fingerprint; a rerun skips shards
+whose record matches, so a killed run picks up where it stopped and gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
+
+from models.config import to_dict
+from pipelines.media.errors import RejectClip
+from pipelines.media.track import Landmarker, load_landmarker
+from pipelines.preprocess.clip import process_clip
+from pipelines.preprocess.config import PreprocessConfig
+from pipelines.preprocess.plan import ShardPlan, assign_splits, plan_shards
+from pipelines.ray_env import ensure_ray
+from storage.manifest import manifest_row, manifest_uri, rejects_uri, shard_uri, write_manifest, write_rejects
+from storage.shards import ClipSample, write_shard
+from storage.uri import Storage, StorageError, join
+from storage.voxceleb import discover
+
+log = logging.getLogger(__name__)
+PROGRESS_DIR = "progress"
+
+
+def fingerprint(cfg: PreprocessConfig) -> str:
+    """A hash of everything that changes the bytes of a shard (not workers, Ray or S3 settings)."""
+    relevant = {k: v for k, v in to_dict(cfg).items() if k not in ("workers", "ray", "s3", "out")}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _reject(source: str, key: str | None, stage: str, reason: str) -> dict:
+    return {"source": source, "key": key, "stage": stage, "reason": reason}
+
+
+def _samples(plan: ShardPlan, cfg: PreprocessConfig, storage: Storage, landmarker: Landmarker,
+             rows: list[dict], rejects: list[dict]) -> Iterator[ClipSample]:
+    """Process a shard's clips one by one, recording manifest rows and rejects as they go."""
+    for clip in plan.clips:
+        try:
+            sample = process_clip(clip, cfg, storage, landmarker)
+        except RejectClip as err:
+            rejects.append(_reject(clip.video_uri, clip.key, "preprocess", str(err)))
+            continue
+        except StorageError:
+            raise  # infrastructure, not input: fail the run naming the URI; a rerun resumes
+        except Exception as err:  # an unforeseen failure on one input must not end the run
+            log.exception("unexpected failure on %s", clip.video_uri)
+            rejects.append(_reject(clip.video_uri, clip.key, "preprocess", f"unexpected {type(err).__name__}: {err}"))
+            continue
+        sample = dataclasses.replace(sample, meta={**sample.meta, "split": plan.split})
+        rows.append(manifest_row(sample, plan.name))
+        yield sample
+
+
+def process_shard(plan: ShardPlan, cfg: PreprocessConfig, storage: Storage, landmarker: Landmarker,
+                  print_: str) -> dict:
+    """Write one shard (unless its progress record says it is done) and return the record."""
+    record_uri = join(cfg.out, PROGRESS_DIR, plan.name + ".json")
+    if storage.exists(record_uri):
+        record = json.loads(storage.read_bytes(record_uri))
+        if record.get("fingerprint") == print_:
+            return {**record, "resumed": True}
+    rows: list[dict] = []
+    rejects: list[dict] = []
+    write_shard(_samples(plan, cfg, storage, landmarker, rows, rejects),
+                shard_uri(cfg.out, plan.split, plan.index), storage, cfg.jpeg_quality)
+    record = {"fingerprint": print_, "shard": plan.name, "manifest": rows, "rejects": rejects}
+    storage.write_bytes_atomic(record_uri, json.dumps(record, sort_keys=True).encode())
+    return {**record, "resumed": False}
+
+
+class ShardWorker:
+    """A Ray Data actor: loads the landmark model once, then writes the shards it is given."""
+
+    def __init__(self, cfg: PreprocessConfig, storage: Storage, plans: list[ShardPlan], print_: str) -> None:
+        self.cfg, self.storage, self.plans, self.print_ = cfg, storage, plans, print_
+        self.landmarker = load_landmarker(cfg.track)
+
+    def __call__(self, row: dict) -> dict:
+        record = process_shard(self.plans[row["shard"]], self.cfg, self.storage, self.landmarker, self.print_)
+        return {"shard": row["shard"], "record": json.dumps(record)}
+
+
+def run_preprocess(cfg: PreprocessConfig, storage: Storage) -> dict:
+    """Preprocess ``cfg.source`` into ``cfg.out``; returns the summary (counts per split, reasons)."""
+    found = discover(cfg.source, storage)
+    if not found.clips:
+        raise ValueError(f"no .mp4 clips found below {cfg.source} (expected {{dev,test}}/mp4/idX/VIDEO/N.mp4)")
+    splits = assign_splits(found.clips, cfg.split)
+    plans = plan_shards(found.clips, splits, cfg.split)
+    log.info("preprocess: %d clips (+%d refused by layout) in %d shards, %d workers",
+             len(found.clips), len(found.rejects), len(plans), cfg.workers)
+    ensure_ray(cfg.ray)
+    import ray
+
+    items = ray.data.from_items([{"shard": i} for i in range(len(plans))], override_num_blocks=len(plans))
+    results = items.map(ShardWorker, fn_constructor_args=(cfg, storage, plans, fingerprint(cfg)),
+                        concurrency=max(1, min(cfg.workers, len(plans))), num_cpus=1).take_all()
+    records = [json.loads(r["record"]) for r in sorted(results, key=lambda r: r["shard"])]
+    rows = [row for rec in records for row in rec["manifest"]]
+    rejects = [_reject(s, None, "discover", reason) for s, reason in found.rejects]
+    rejects += [rej for rec in records for rej in rec["rejects"]]
+    write_manifest(rows, manifest_uri(cfg.out), storage)
+    write_rejects(rejects, rejects_uri(cfg.out), storage)
+    summary = summarize(rows, rejects, records, len(found.clips) + len(found.rejects))
+    empty = sorted({p.split for p in plans} - set(summary["per_split"]))
+    if empty:
+        log.warning("split(s) %s planned but every clip in them was refused", empty)
+    return summary
+
+
+def summarize(rows: list[dict], rejects: list[dict], records: list[dict], discovered: int) -> dict:
+    """Counts per split, reasons of refusal, and how many shards were resumed."""
+    return {
+        "discovered": discovered,
+        "accepted": len(rows),
+        "rejected": len(rejects),
+        "per_split": dict(Counter(r["split"] for r in rows)),
+        "reasons": dict(Counter(r["reason"].split(":")[0] for r in rejects).most_common()),
+        "rejects": [(r["source"], r["reason"]) for r in rejects],
+        "shards": len(records),
+        "shards_resumed": sum(bool(r.get("resumed")) for r in records),
+    }
