@@ -1,7 +1,10 @@
 """Shard readers: whole clips for feature extraction and evaluation, random frames for training.
 
 ``iter_clips`` streams shards (local or S3) member by member with ``tarfile`` over a ``Storage``
-stream: no ``pipe:`` subprocess, no temporary copy. ``FrameDataset`` is the training view of
+stream: no ``pipe:`` subprocess, no temporary copy. Measured on a 73 MiB shard of 50 real 224 px
+clips from a local moto S3 server (raw samples, nothing decoded): boto3 streaming body + tarfile 310
+clips/s, s3fs file + tarfile 80-160 clips/s (8-32 MiB blocks), ``wds.WebDataset`` over s3fs 88
+clips/s; local files 1,390 clips/s. ``FrameDataset`` is the training view of
 ``train_disentangle`` (paper_spec §2): per clip, a driving frame, its 0.2 s mel window (§2.1), K
 identity frames of the same clip far enough from it, and its 68 landmarks; it decodes only those
 K + 1 JPEGs (see the frames-format note in storage/shards.py).

@@ -47,7 +47,7 @@ import soundfile
 from storage.uri import Storage, basename, is_s3
 
 SCHEMA_VERSION = 1
-FRAMES = "frames.mjpeg"  # concatenated baseline JPEGs, one per frame, RGB 4:2:0
+FRAMES = "frames.mjpeg"  # concatenated baseline JPEGs (YCbCr 4:2:0), one per frame
 FRAME_OFFSETS = "frame_offsets.npy"  # int64 (T+1,): frame t is FRAMES[offsets[t]:offsets[t+1]]
 LMK = "lmk.npy"  # float32 (T, 68, 2) pixel (x, y) in the aligned frame
 MEL = "mel.npy"  # float16 (n_mels, bins_per_frame * T)
@@ -110,6 +110,8 @@ def validate(sample: ClipSample) -> None:
         fail(f"meta lacks {missing} or sets the reserved 'schema_version'")
     if sample.meta["num_frames"] != T:
         fail(f"meta num_frames {sample.meta['num_frames']} != {T} frames")
+    if not isinstance(sample.meta["fps"], int | float) or not sample.meta["fps"] > 0:
+        fail(f"meta fps must be a positive number, got {sample.meta['fps']!r}")
 
 
 def npy_bytes(arr: np.ndarray) -> bytes:
@@ -134,7 +136,10 @@ def encode_sample(sample: ClipSample, jpeg_quality: int = JPEG_QUALITY) -> dict[
     audio = io.BytesIO()
     soundfile.write(audio, np.clip(sample.audio, -1.0, 1.0).astype(np.float32), sample.sample_rate,
                     format="FLAC", subtype="PCM_16")
-    meta = dict(sample.meta, schema_version=SCHEMA_VERSION)
+    try:
+        meta = json.dumps(dict(sample.meta, schema_version=SCHEMA_VERSION), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as err:  # e.g. numpy scalars, NaN
+        raise ValueError(f"clip {sample.key!r}: meta is not plain JSON ({err})") from err
     return {
         FRAMES: b"".join(jpegs),
         FRAME_OFFSETS: npy_bytes(offsets),
@@ -142,7 +147,7 @@ def encode_sample(sample: ClipSample, jpeg_quality: int = JPEG_QUALITY) -> dict[
         MEL: npy_bytes(sample.mel.astype(np.float16)),
         XFORM: npy_bytes(sample.xform.astype(np.float32)),
         AUDIO: audio.getvalue(),
-        META: json.dumps(meta, sort_keys=True, allow_nan=False).encode(),
+        META: meta.encode(),
     }
 
 
@@ -246,6 +251,7 @@ def write_shard(samples: Iterable[ClipSample], uri: str, storage: Storage,
         Path(folder).mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{basename(uri)}.partial-", dir=folder)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600 files; a shard is as readable as any other output
         with tempfile.TemporaryFile(dir=folder) as spill, os.fdopen(fd, "wb") as out:
             index = _spill(samples, spill, jpeg_quality)
             _assemble(spill, index, out)

@@ -60,11 +60,11 @@ def split_s3(uri: str) -> tuple[str, str]:
 
 
 def join(uri: str | os.PathLike, *parts: str) -> str:
-    """Join path parts onto a local path or an S3 URI with ``/`` (no part may be absolute)."""
+    """Join path parts onto a local path or an S3 URI with ``/`` (slashes around parts are dropped)."""
     uri = str(uri)
-    if not is_s3(uri):
-        return str(Path(uri, *parts))
     clean = [p.strip("/") for p in parts if p.strip("/")]
+    if not is_s3(uri):
+        return str(Path(uri, *clean))
     return "/".join([uri.rstrip("/"), *clean])
 
 

@@ -51,11 +51,18 @@ def test_repro_builds_then_does_nothing_then_reruns_on_param_change(dvc_repo) ->
     corpus = root / "data" / "sample_corpus"
     assert (corpus / "corpus.json").is_file()
     assert len(list(corpus.rglob("*.mp4"))) == 5
+    assert (root / "data" / "preprocessed" / "manifest.parquet").is_file()
+    assert list((root / "data" / "preprocessed" / "shards").glob("train-*.tar"))
     second = _run([dvc, "repro"], root, env)
     assert "didn't change, skipping" in second or "Data and pipelines are up to date" in second
     assert "up to date" in _run([dvc, "status"], root, env)
     params = yaml.safe_load((root / "params.yaml").read_text())
+    params["preprocess"]["jpeg_quality"] = 85
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    status = _run([dvc, "status"], root, env)
+    assert "preprocess:" in status and "sample_corpus:" not in status, status
+    params["preprocess"]["jpeg_quality"] = 90
     params["corpus"]["seed"] = 1
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     status = _run([dvc, "status"], root, env)
-    assert "sample_corpus" in status and "modified:" in status and "corpus" in status
+    assert "sample_corpus:" in status and "modified:" in status and "corpus" in status

@@ -22,9 +22,10 @@ from pipelines.preprocess.clip import process_clip
 from pipelines.preprocess.config import PreprocessConfig
 from pipelines.preprocess.plan import ShardPlan, assign_splits, plan_shards
 from pipelines.ray_env import ensure_ray
+from storage.files import remove_partials
 from storage.manifest import manifest_row, manifest_uri, rejects_uri, shard_uri, write_manifest, write_rejects
 from storage.shards import ClipSample, write_shard
-from storage.uri import Storage, StorageError, join
+from storage.uri import Storage, StorageError, is_s3, join
 from storage.voxceleb import discover
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,8 @@ class ShardWorker:
 
 def run_preprocess(cfg: PreprocessConfig, storage: Storage) -> dict:
     """Preprocess ``cfg.source`` into ``cfg.out``; returns the summary (counts per split, reasons)."""
+    if not is_s3(cfg.out) and remove_partials(cfg.out):
+        log.info("removed partial files left in %s by a killed run", cfg.out)
     found = discover(cfg.source, storage)
     if not found.clips:
         raise ValueError(f"no .mp4 clips found below {cfg.source} (expected {{dev,test}}/mp4/idX/VIDEO/N.mp4)")

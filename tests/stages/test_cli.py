@@ -80,3 +80,21 @@ def test_models_table_tiny() -> None:
     assert result.exit_code == 0
     assert result.stdout.count("\n| ") == 8  # header separator + 7 modules
     assert runner.invoke(app, ["models", "--preset", "huge"]).exit_code == 2
+
+
+def test_preprocess_dry_run_and_strict(micro_corpus, ray_local, tmp_path: Path) -> None:
+    import shutil
+
+    src = tmp_path / "corpus"
+    shutil.copytree(micro_corpus[0], src)
+    empty = src / "test" / "mp4" / "id99999" / "emptyvideo0" / "00001.mp4"
+    empty.parent.mkdir(parents=True)
+    empty.write_bytes(b"")
+    params = str(REPO / "profiles" / "micro.yaml")
+    dry = runner.invoke(app, ["preprocess", str(src), str(tmp_path / "out"), "--dry-run", "--params", params])
+    assert dry.exit_code == 0 and json.loads(dry.stdout)["source"] == str(src)
+    result = runner.invoke(app, ["preprocess", str(src), str(tmp_path / "out"), "--strict", "--params", params])
+    assert result.exit_code == 3, result.output
+    assert "5 accepted, 1 refused" in result.stdout and "empty file" in result.stdout
+    again = runner.invoke(app, ["preprocess", str(src), str(tmp_path / "out"), "--params", params])
+    assert again.exit_code == 0 and "resumed" in again.stdout
