@@ -26,7 +26,7 @@ from storage.files import remove_partials
 from storage.manifest import manifest_row, manifest_uri, rejects_uri, shard_uri, write_manifest, write_rejects
 from storage.shards import ClipSample, write_shard
 from storage.uri import Storage, StorageError, is_s3, join
-from storage.voxceleb import discover
+from storage.voxceleb import SourceClip, discover
 
 log = logging.getLogger(__name__)
 PROGRESS_DIR = "progress"
@@ -82,13 +82,24 @@ def process_shard(plan: ShardPlan, cfg: PreprocessConfig, storage: Storage, land
 class ShardWorker:
     """A Ray Data actor: loads the landmark model once, then writes the shards it is given."""
 
-    def __init__(self, cfg: PreprocessConfig, storage: Storage, plans: list[ShardPlan], print_: str) -> None:
-        self.cfg, self.storage, self.plans, self.print_ = cfg, storage, plans, print_
+    def __init__(self, cfg: PreprocessConfig, storage: Storage, print_: str) -> None:
+        self.cfg, self.storage, self.print_ = cfg, storage, print_
         self.landmarker = load_landmarker(cfg.track)
 
     def __call__(self, row: dict) -> dict:
-        record = process_shard(self.plans[row["shard"]], self.cfg, self.storage, self.landmarker, self.print_)
+        record = process_shard(plan_from_json(row["plan"]), self.cfg, self.storage, self.landmarker, self.print_)
         return {"shard": row["shard"], "record": json.dumps(record)}
+
+
+def plan_to_json(plan: ShardPlan) -> str:
+    """A shard plan as JSON: it travels inside the Ray Data row, so no actor holds the whole plan."""
+    return json.dumps({"split": plan.split, "index": plan.index, "clips": [dataclasses.asdict(c) for c in plan.clips]})
+
+
+def plan_from_json(text: str) -> ShardPlan:
+    """The inverse of ``plan_to_json``."""
+    data = json.loads(text)
+    return ShardPlan(data["split"], data["index"], tuple(SourceClip(**c) for c in data["clips"]))
 
 
 def run_preprocess(cfg: PreprocessConfig, storage: Storage) -> dict:
@@ -105,8 +116,9 @@ def run_preprocess(cfg: PreprocessConfig, storage: Storage) -> dict:
     ensure_ray(cfg.ray)
     import ray
 
-    items = ray.data.from_items([{"shard": i} for i in range(len(plans))], override_num_blocks=len(plans))
-    results = items.map(ShardWorker, fn_constructor_args=(cfg, storage, plans, fingerprint(cfg)),
+    tasks = [{"shard": i, "plan": plan_to_json(p)} for i, p in enumerate(plans)]
+    items = ray.data.from_items(tasks, override_num_blocks=len(plans))
+    results = items.map(ShardWorker, fn_constructor_args=(cfg, storage, fingerprint(cfg)),
                         concurrency=max(1, min(cfg.workers, len(plans))), num_cpus=1).take_all()
     records = [json.loads(r["record"]) for r in sorted(results, key=lambda r: r["shard"])]
     rows = [row for rec in records for row in rec["manifest"]]
