@@ -229,7 +229,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=2, help="clips per identity of the built corpus")
+    parser.add_argument("--clips", type=int, default=8, help="clips per identity of the built corpus")
     parser.add_argument("--workers", type=int, default=2, help="Ray workers of the pipeline")
     parser.add_argument("--corpus", default=None, help="reuse this corpus instead of building one")
     args = parser.parse_args()
