@@ -84,11 +84,23 @@ def _meta(clip: SourceClip, decoded: DecodedVideo, num_frames: int, stats: Track
             "source_fps": decoded.fps, "source_size": list(decoded.frames.shape[1:3]),
             "detection": dataclasses.asdict(stats)}
     if truth is not None:
-        true_lmk = np.asarray(truth["landmarks"], np.float32)[index]  # (T, 68, 2) source pixels
-        meta["truth"] = {"motion": {k: np.asarray(v)[index].round(4).tolist() for k, v in truth["motion"].items()},
-                         "events": truth.get("events", []),
-                         "landmarks": align.transform_points(true_lmk, xforms).round(2).tolist()}
+        meta["truth"] = _truth_in_crop(truth, index, xforms)
     return meta
+
+
+def _truth_in_crop(truth: dict, index: np.ndarray, xforms: np.ndarray) -> dict:
+    """A sample corpus's truth at the kept frames, with landmarks and the head translation mapped into
+    crop coordinates (``tx_crop``, ``ty_crop``: the source-pixel translation through each frame's
+    linear part); angles, scale and expression channels need no mapping."""
+    motion = {k: np.asarray(v, np.float64)[index] for k, v in truth["motion"].items()}
+    if "tx" in motion and "ty" in motion:
+        shift = np.stack([motion["tx"], motion["ty"]], axis=1)  # (T, 2) source pixels
+        crop_shift = np.einsum("tij,tj->ti", xforms[:, :, :2].astype(np.float64), shift)  # (T, 2)
+        motion["tx_crop"], motion["ty_crop"] = crop_shift[:, 0], crop_shift[:, 1]
+    true_lmk = np.asarray(truth["landmarks"], np.float32)[index]  # (T, 68, 2) source pixels
+    return {"motion": {k: v.round(4).tolist() for k, v in motion.items()},
+            "events": truth.get("events", []),
+            "landmarks": align.transform_points(true_lmk, xforms).round(2).tolist()}
 
 
 def process_clip(clip: SourceClip, cfg: PreprocessConfig, storage: Storage, landmarker: Landmarker) -> ClipSample:

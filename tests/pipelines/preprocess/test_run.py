@@ -79,3 +79,14 @@ def test_shards_read_back_aligned(preprocessed) -> None:
         assert err < 4.0, f"{clip.key}: tracked landmarks are {err:.1f} px from the truth"
         eyes = clip.lmk[:, 36:42].mean(1).mean(0)
         assert np.allclose(eyes, (87, 59), atol=6), f"{clip.key}: right eye at {eyes}, template (87, 59)"
+
+
+def test_true_motion_in_crop_coordinates(preprocessed) -> None:
+    cfg, _, _ = preprocessed
+    shards = [s for split in ("train", "val", "test") for s in list_shards(cfg.out, split, Storage())]
+    clip = next(iter_clips(shards, Storage()))
+    motion = clip.meta["truth"]["motion"]
+    scale = np.linalg.norm(clip.xform[:, :, 0], axis=1)  # (T,) the similarity's scale per frame
+    shift = np.hypot(motion["tx"], motion["ty"]) * scale
+    assert np.allclose(np.hypot(motion["tx_crop"], motion["ty_crop"]), shift, atol=1e-3)
+    assert len(motion["mouth"]) == clip.num_frames
