@@ -9,7 +9,9 @@ untrained network measures something, but not what the paper's loss measures.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -50,43 +52,47 @@ def availability(name: str, weights: str | None, allow_random: bool) -> tuple[bo
     return False, f"{name}: unavailable: no weights configured (set its weights file, or allow_random_features)"
 
 
-class PerceptualLoss(nn.Module):
-    """VGG19 perceptual loss with its frozen network; ``available`` is False without weights."""
+class FeatureLoss(nn.Module):
+    """A loss through a frozen pretrained network; off (``available`` False) without its weights."""
 
-    def __init__(self, cfg: PerceptualLossConfig) -> None:
+    def __init__(self, name: str, build: Callable[[], nn.Module], weights: str | None, allow_random: bool) -> None:
         super().__init__()
-        self.cfg = cfg
-        self.available, self.status = availability("perceptual (VGG19)", cfg.weights, cfg.allow_random_features)
-        self.net = VGG19Features(cfg.vgg) if self.available else None
-        if self.net is not None and cfg.weights:
-            self.net.load_pretrained(cfg.weights)
+        self.available, self.status = availability(name, weights, allow_random)
+        self.net = build() if self.available else None
+        if self.net is not None and weights:
+            self.net.load_pretrained(weights)
         log.info(self.status)
 
+    def distance(self, real_feats: Any, fake_feats: Any) -> torch.Tensor:
+        """The loss between the network's outputs for real and fake images."""
+        raise NotImplementedError
+
     def forward(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        """L1 between VGG features of (B, 3, H, W) real and fake images in [-1, 1]; a scalar."""
+        """The loss between (B, 3, H, W) real and fake images in [-1, 1]; a scalar."""
         if self.net is None:
             raise RuntimeError(self.status)
         with torch.no_grad():
             real_feats = self.net(real)
-        return perceptual_loss(real_feats, self.net(fake), self.cfg.layer_weights)
+        return self.distance(real_feats, self.net(fake))
 
 
-class GazeLoss(nn.Module):
-    """L_gaze through a frozen gaze encoder; ``available`` is False without weights."""
+class PerceptualLoss(FeatureLoss):
+    """VGG19 perceptual L1 with per-layer weights."""
+
+    def __init__(self, cfg: PerceptualLossConfig) -> None:
+        super().__init__("perceptual (VGG19)", lambda: VGG19Features(cfg.vgg), cfg.weights, cfg.allow_random_features)
+        self.cfg = cfg
+
+    def distance(self, real_feats: list[torch.Tensor], fake_feats: list[torch.Tensor]) -> torch.Tensor:
+        return perceptual_loss(real_feats, fake_feats, self.cfg.layer_weights)
+
+
+class GazeLoss(FeatureLoss):
+    """L_gaze: a distance between gaze-encoder features."""
 
     def __init__(self, cfg: GazeLossConfig) -> None:
-        super().__init__()
+        super().__init__("gaze (L2CS)", lambda: GazeEncoder(cfg.encoder), cfg.weights, cfg.allow_random_features)
         self.cfg = cfg
-        self.available, self.status = availability("gaze (L2CS)", cfg.weights, cfg.allow_random_features)
-        self.net = GazeEncoder(cfg.encoder) if self.available else None
-        if self.net is not None and cfg.weights:
-            self.net.load_pretrained(cfg.weights)
-        log.info(self.status)
 
-    def forward(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        """Distance between gaze features of (B, 3, H, W) real and fake images in [-1, 1]; a scalar."""
-        if self.net is None:
-            raise RuntimeError(self.status)
-        with torch.no_grad():
-            real_feat = self.net(real)
-        return gaze_loss(real_feat, self.net(fake), self.cfg.distance)
+    def distance(self, real_feats: torch.Tensor, fake_feats: torch.Tensor) -> torch.Tensor:
+        return gaze_loss(real_feats, fake_feats, self.cfg.distance)
