@@ -9,6 +9,7 @@ from stages.preprocess import preprocess
 from stages.sample_corpus import sample_corpus
 from stages.show_models import show_models
 from stages.show_params import show_params
+from stages.train_contrastive import train_contrastive
 
 app = typer.Typer(
     name="thpad",
@@ -26,6 +27,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 
 app.command("sample-corpus")(sample_corpus)
 app.command("preprocess")(preprocess)
+app.command("train-contrastive")(train_contrastive)
 app.command("params")(show_params)
 app.command("models")(show_models)
 

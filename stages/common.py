@@ -3,6 +3,7 @@ and the ``--dry-run`` print of the resolved config."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -12,6 +13,7 @@ import typer
 
 from models.config import ConfigError
 from storage.params import Params, dump_json, load_params
+from storage.uri import is_s3
 
 PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="The params file to read (strictly).")
 DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Print the resolved config as JSON and exit.")
@@ -33,6 +35,13 @@ def read_params(path: Path) -> Params:
     except ConfigError as err:
         typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
         raise typer.Exit(EXIT_CONFIG) from err
+
+
+def with_absolute_paths(cfg: Any, *fields: str) -> Any:
+    """``cfg`` with its local relative path ``fields`` made absolute (against the current folder, the
+    repository root under DVC): Ray workers run in folders of their own. ``s3://`` URIs are kept."""
+    changes = {f: str(Path(getattr(cfg, f)).resolve()) for f in fields if not is_s3(getattr(cfg, f))}
+    return dataclasses.replace(cfg, **changes)
 
 
 def print_dry_run(cfg: Any) -> None:

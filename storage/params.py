@@ -17,6 +17,7 @@ import yaml
 from models.config import ConfigError, from_dict, to_dict
 from pipelines.corpus.config import CorpusConfig
 from pipelines.preprocess.config import PreprocessConfig
+from pipelines.train.config import ContrastiveConfig
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -37,6 +38,7 @@ class Params:
     paths: PathsConfig
     corpus: CorpusConfig
     preprocess: PreprocessConfig
+    train_contrastive: ContrastiveConfig
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:

@@ -53,6 +53,8 @@ def test_repro_builds_then_does_nothing_then_reruns_on_param_change(dvc_repo) ->
     assert len(list(corpus.rglob("*.mp4"))) == 5
     assert (root / "data" / "preprocessed" / "manifest.parquet").is_file()
     assert list((root / "data" / "preprocessed" / "shards").glob("train-*.tar"))
+    assert (root / "data" / "models" / "contrastive.pt").is_file()
+    assert (root / "mlflow.db").is_file()
     second = _run([dvc, "repro"], root, env)
     assert "didn't change, skipping" in second or "Data and pipelines are up to date" in second
     assert "up to date" in _run([dvc, "status"], root, env)

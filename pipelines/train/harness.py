@@ -1,0 +1,295 @@
+"""What every training stage shares: running a loop on Ray Train, keyed training states, seeds, EMA and the
+learning-rate schedule (issue 5, "Each training stage"; EDM's training_loop.py for the tick structure).
+
+A stage's training state lives in ``WORK/ray_train/{stage}-{key}``, where ``key`` hashes the stage's config
+(minus the fields that may change without invalidating the state, ``RESUMABLE_FIELDS``) and the hashes
+of its inputs. Ray Train V2 has no ``Trainer.restore``: a new ``fit`` with the same ``RunConfig(name,
+storage_path)`` reloads the run's checkpoint list and hands the latest to ``ray.train.get_checkpoint()``.
+So a rerun with the same config and inputs resumes, a changed config gets a fresh folder, and a killed
+worker restarts from the last checkpoint (``FailureConfig``). The stage's DVC out is the final snapshot,
+copied by the driver out of the last checkpoint, where rank 0 wrote it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.config import to_dict
+from pipelines.ray_env import RayConfig, ensure_ray
+from pipelines.train.config import ScalingParams, ScheduleParams
+from storage.checkpoint import atomic_torch_save, save_snapshot
+from storage.manifest import manifest_uri
+from storage.tracking import TrackingConfig, open_stage_run, resolve_tracking_config
+from storage.uri import S3Config, Storage, is_s3, join
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"  # rank 0: model, EMA, optimizer, step, cur_nsamples (and stage extras)
+SNAPSHOT_FILE = "snapshot.pt"  # rank 0, final checkpoint only: EMA weights + JSON config
+RAY_TRAIN_DIR = "ray_train"
+KILL_DELAY_S = 5.0  # see kill_this_worker
+# Config fields that may change between a run and its resumption (dotted; a prefix covers its children).
+RESUMABLE_FIELDS = ("schedule.total_samples", "schedule.log_every_samples", "schedule.checkpoint_every_samples",
+                    "schedule.max_failures", "scaling", "data.loader_workers", "shards", "work", "out", "tracking",
+                    "s3", "ray")  # "shards": its content is an input hash; moving it changes nothing
+
+
+class TrainStageConfig(Protocol):
+    """The fields ``run_training`` reads from a stage's config dataclass."""
+
+    schedule: ScheduleParams
+    scaling: ScalingParams
+    work: str
+    out: str
+    tracking: TrackingConfig
+    s3: S3Config
+    ray: RayConfig
+
+
+def _drop(tree: dict[str, Any], dotted: str) -> None:
+    head, _, rest = dotted.partition(".")
+    if rest and isinstance(tree.get(head), dict):
+        _drop(tree[head], rest)
+    elif not rest:
+        tree.pop(head, None)
+
+
+def run_key(config: Mapping[str, Any], input_hashes: Mapping[str, str]) -> str:
+    """16 hex digits of sha256 over the config (without ``RESUMABLE_FIELDS``) and the input hashes."""
+    kept = json.loads(json.dumps(config))
+    for dotted in RESUMABLE_FIELDS:
+        _drop(kept, dotted)
+    blob = json.dumps({"config": kept, "inputs": dict(input_hashes)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def shards_fingerprint(folder: str, storage: Storage) -> str:
+    """A content hash of a preprocess out folder: its manifest and its shard progress records.
+
+    The manifest names every clip, shard and frame count; the records carry the preprocessing config's
+    fingerprint, so a change that alters pixels but not the manifest still changes the hash.
+    """
+    digest = hashlib.sha256(storage.read_bytes(manifest_uri(folder)))
+    for uri in sorted(storage.list_files(join(folder, "progress"), ".json")):
+        digest.update(json.loads(storage.read_bytes(uri)).get("fingerprint", "").encode())
+    return digest.hexdigest()[:16]
+
+
+def storage_root(work: str) -> str:
+    """Ray Train's ``storage_path``: ``WORK/ray_train`` (absolute when local, as Ray requires)."""
+    return join(work, RAY_TRAIN_DIR) if is_s3(work) else str(Path(work).resolve() / RAY_TRAIN_DIR)
+
+
+def run_training(loop_fn: Callable[[dict], None], cfg: TrainStageConfig, stage: str,
+                 input_hashes: Mapping[str, str], fail_at_step: int | None = None) -> Any:
+    """Run ``loop_fn`` on Ray Train, resuming the run of the same key, and export its final snapshot.
+
+    Args:
+        loop_fn: the stage's ``train_loop_per_worker``; it gets ``{"cfg": dict, "run_id": str,
+            "fail_at_step": int | None}``.
+        cfg: the stage's config dataclass.
+        stage: the DVC stage name, e.g. ``"train_contrastive"``.
+        input_hashes: name -> hash of every input (see ``shards_fingerprint``).
+        fail_at_step: tests only: rank 1 (or 0 with one worker) kills itself after this update, once.
+    Returns:
+        Ray Train's ``Result`` (``result.checkpoint`` holds the final state and snapshot).
+    """
+    ensure_ray(cfg.ray)
+    cfg = dataclasses.replace(cfg, tracking=resolve_tracking_config(cfg.tracking))  # workers run elsewhere
+    config, key = to_dict(cfg), run_key(to_dict(cfg), input_hashes)
+    tags = {"thpad.train_key": key, **{f"thpad.input.{name}": value for name, value in input_hashes.items()}}
+    run = open_stage_run(cfg.tracking, stage, params=config, tags=tags)
+    run.log_dict(config, "config.json")
+    loop_config = {"cfg": config, "run_id": run.run_id, "fail_at_step": fail_at_step}
+    trainer = make_trainer(loop_fn, loop_config, cfg, f"{stage}-{key}")
+    log.info("Training %s in %s/%s-%s", stage, storage_root(cfg.work), stage, key)
+    try:
+        result = trainer.fit()
+        export_snapshot(result.checkpoint, cfg.out, Storage(cfg.s3), run)
+    except BaseException:
+        run.close("FAILED")
+        raise
+    run.close("FINISHED")
+    return result
+
+
+def make_trainer(loop_fn: Callable[[dict], None], loop_config: dict[str, Any], cfg: TrainStageConfig,
+                 name: str) -> Any:
+    """A ``TorchTrainer`` whose run folder is ``storage_root(cfg.work)/name``, keeping the last 2 checkpoints."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    scaling = cfg.scaling
+    return TorchTrainer(
+        train_loop_per_worker=loop_fn,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
+                                     resources_per_worker={"CPU": scaling.cpus_per_worker}),
+        run_config=RunConfig(name=name, storage_path=storage_root(cfg.work),
+                             failure_config=FailureConfig(max_failures=cfg.schedule.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+    )
+
+
+def export_snapshot(checkpoint: Any, out: str, storage: Storage, run: Any) -> None:
+    """Copy the snapshot of the final checkpoint to the stage's out and log it as an MLflow artifact."""
+    if checkpoint is None:
+        raise RuntimeError("the training run reported no checkpoint, so there is no snapshot to export")
+    with checkpoint.as_directory() as folder:
+        source = Path(folder) / SNAPSHOT_FILE
+        if not source.is_file():
+            raise RuntimeError(f"the final checkpoint {checkpoint.path} holds no {SNAPSHOT_FILE}")
+        storage.upload_file_atomic(source, out)
+        run.log_artifact(str(source), "snapshot")
+
+
+# Ranks, seeds and ticks: tiny pure functions.
+
+def is_rank_zero(rank: int) -> bool:
+    """Rank 0 logs, validates and writes the shared state and the snapshot."""
+    return rank == 0
+
+
+def failing_rank(world_size: int) -> int:
+    """The rank that injects the test failure: 1 when there is one, else 0."""
+    return min(1, world_size - 1)
+
+
+def kill_this_worker(reason: str, delay_s: float = KILL_DELAY_S) -> None:
+    """Die as a worker lost with its node would (SIGKILL: no exception, no cleanup); tests only.
+
+    Ray Train V2 registers a reported checkpoint only when its controller next polls the workers (every
+    ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``, 2 s by default); a worker killed sooner after a report loses
+    that checkpoint with it. The delay lets the last report register, so the restart point is known.
+    """
+    log.warning("Killing this worker in %.1f s: %s", delay_s, reason)
+    time.sleep(delay_s)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def per_rank_batch(batch_size: int, world_size: int, accum_rounds: int) -> int:
+    """Samples per rank per accumulation round (the global batch split evenly)."""
+    if batch_size % (world_size * accum_rounds):
+        raise ValueError(f"batch {batch_size} does not split over {world_size} ranks x {accum_rounds} rounds")
+    return batch_size // (world_size * accum_rounds)
+
+
+def derive_seed(seed: int, rank: int, epoch: int) -> int:
+    """A 32-bit seed from (run seed, rank, epoch), independent across the three."""
+    return int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0])
+
+
+def crossed(prev_nsamples: int, cur_nsamples: int, every: int) -> bool:
+    """True when progress went past a multiple of ``every`` samples in the last update."""
+    return prev_nsamples // every != cur_nsamples // every
+
+
+def learning_rate(cur_nsamples: int, s: ScheduleParams) -> float:
+    """Linear warmup over ``warmup_samples``, then a half cosine to ``lr * min_lr_ratio`` over ``decay_samples``."""
+    if cur_nsamples < s.warmup_samples:
+        return s.lr * (cur_nsamples + s.batch_size) / (s.warmup_samples + s.batch_size)
+    if s.decay_samples <= 0:
+        return s.lr
+    t = min((cur_nsamples - s.warmup_samples) / s.decay_samples, 1.0)
+    return s.lr * (s.min_lr_ratio + (1.0 - s.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every parameter group's learning rate."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+# Networks: EMA and DDP unwrapping.
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The network inside a DDP wrapper (or the network itself)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, net: nn.Module, decay: float) -> None:
+    """``ema = decay * ema + (1 - decay) * net`` for parameters; buffers (BatchNorm stats) are copied."""
+    for p_ema, p in zip(ema.parameters(), net.parameters(), strict=True):
+        p_ema.lerp_(p.detach(), 1.0 - decay)
+    for b_ema, b in zip(ema.buffers(), net.buffers(), strict=True):
+        b_ema.copy_(b)
+
+
+# Training state: what a checkpoint holds, and where.
+
+def rank_file(rank: int) -> str:
+    """Per-rank part of a checkpoint: RNG state and data position, e.g. ``rank-001.pt``."""
+    return f"rank-{rank:03d}.pt"
+
+
+def capture_rng() -> dict[str, Any]:
+    """The torch RNG states of this process (CPU, and CUDA when present)."""
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: Mapping[str, Any]) -> None:
+    """Restore what ``capture_rng`` returned."""
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def report_checkpoint(metrics: Mapping[str, float], rank: int, rank_state: Mapping[str, Any],
+                      shared: Mapping[str, Any] | None = None,
+                      snapshot: tuple[Mapping[str, Any], nn.Module] | None = None) -> None:
+    """Write this rank's part of a checkpoint to a temporary folder and ``ray.train.report`` it.
+
+    Every rank must call this at the same update (it is a collective); Ray merges the ranks' folders.
+    Args:
+        metrics: kept by Ray with the checkpoint (only rank 0's are used).
+        rank_state: this rank's RNG state and data position.
+        shared: rank 0's training state (model, EMA, optimizer, progress), else None.
+        snapshot: (JSON config, EMA network) on rank 0 at the end, else None.
+    """
+    import ray.train
+
+    with tempfile.TemporaryDirectory(prefix="thpad-ckpt-") as tmp:
+        folder = Path(tmp)
+        atomic_torch_save(dict(rank_state), folder / rank_file(rank))
+        if shared is not None:
+            atomic_torch_save(dict(shared), folder / STATE_FILE)
+        if snapshot is not None:
+            save_snapshot(folder / SNAPSHOT_FILE, snapshot[0], snapshot[1])
+        ray.train.report(dict(metrics), checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+def load_checkpoint(rank: int) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The shared training state and this rank's part of Ray's latest checkpoint, or (None, None).
+
+    A rank missing from the checkpoint (the run was resumed with more workers) gets None for its part.
+    """
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return None, None
+    with checkpoint.as_directory() as tmp:
+        folder = Path(tmp)
+        shared = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+        part = folder / rank_file(rank)
+        rank_state = torch.load(part, map_location="cpu", weights_only=True) if os.path.exists(part) else None
+    return shared, rank_state

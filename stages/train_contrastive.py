@@ -1,0 +1,38 @@
+"""DVC stage ``train_contrastive``: E_a, E_v and MLP_cl under L_cl on Ray Train (stage 1 of issue 5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pipelines.train.contrastive import STAGE
+from pipelines.train.contrastive import train_contrastive as run_stage
+from stages.common import (
+    DRY_RUN_OPTION,
+    EXIT_FAILED,
+    PARAMS_OPTION,
+    print_dry_run,
+    read_params,
+    with_absolute_paths,
+)
+from storage.uri import StorageError
+
+
+def train_contrastive(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None:
+    """Train the audio encoder E_a and the visual encoder E_v (+MLP_cl) with the CLIP-style loss; writes the
+    EMA snapshot to train_contrastive.out. A rerun with the same config and data resumes its training state."""
+    cfg = with_absolute_paths(read_params(params).train_contrastive, "shards", "work", "out")
+    if dry_run:
+        print_dry_run(cfg)
+        return
+    try:
+        result = run_stage(cfg)
+    except StorageError as err:
+        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(EXIT_FAILED) from err
+    metrics = result.metrics or {}
+    typer.echo(f"{STAGE}: {metrics.get('step', 0)} steps, {metrics.get('cur_nsamples', 0)} samples; "
+               f"val audio->frame top-1 {metrics.get('val_ema/top1', float('nan')):.3f} "
+               f"(chance {metrics.get('val_ema/chance_top1', float('nan')):.3f}), "
+               f"top-5 {metrics.get('val_ema/top5', float('nan')):.3f}; snapshot {cfg.out}")

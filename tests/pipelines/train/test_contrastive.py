@@ -1,0 +1,157 @@
+"""Stage 1 (``train_contrastive``) on Ray Train with 2 workers, on the micro corpus: the snapshot and the MLflow
+run it leaves, a rerun with a larger budget resuming its training state, and a killed worker recovered from
+the last checkpoint. Each run is checked against one uninterrupted run: the same updates give the same weights."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from models.config import to_dict
+from pipelines.preprocess.run import run_preprocess
+from pipelines.ray_env import RayConfig
+from pipelines.train.config import ContrastiveConfig, ContrastiveDataParams, ScalingParams, ScheduleParams
+from pipelines.train.contrastive import build_net, train_contrastive
+from pipelines.train.harness import STATE_FILE, learning_rate, run_key
+from storage.checkpoint import read_snapshot
+from storage.tracking import TAG_PARENT_RUN, TrackingConfig
+from storage.uri import S3Config, Storage
+
+BATCH = 4  # 2 per worker
+STEPS = 4
+CHECKPOINT_EVERY = 2 * BATCH
+
+
+@pytest.fixture(scope="module")
+def shards(micro_corpus, micro_params, ray_local, tmp_path_factory) -> Iterator[str]:
+    """The micro corpus preprocessed once for this module (3 train clips in 2 shards, 1 val clip)."""
+    out = tmp_path_factory.mktemp("train_pre") / "out"
+    run_preprocess(dataclasses.replace(micro_params.preprocess, source=str(micro_corpus[0]), out=str(out)), Storage())
+    with pytest.MonkeyPatch.context() as patch:
+        # Ray Train's controller polls workers every 2 s by default; it reads this at each fit.
+        patch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+        yield str(out)
+
+
+def make_config(shards: str, root: Path, work: str, total_steps: int, max_failures: int = 0) -> ContrastiveConfig:
+    """The tiny stage config: 2 workers, batch 4, a checkpoint every 2 updates."""
+    schedule = ScheduleParams(
+        batch_size=BATCH, accum_rounds=1, total_samples=total_steps * BATCH, lr=1e-3, warmup_samples=BATCH,
+        decay_samples=8 * BATCH, min_lr_ratio=0.1, grad_clip=1.0, ema_decay=0.5, log_every_samples=BATCH,
+        checkpoint_every_samples=CHECKPOINT_EVERY, seed=3, max_failures=max_failures, mixed_precision=False)
+    tracking = TrackingConfig(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "mlruns"),
+                              experiment="test-train", pipeline_id="test-pipeline")
+    return ContrastiveConfig(
+        model="tiny", memory_bank="tiny", init_temperature=0.07,
+        data=ContrastiveDataParams(samples_per_clip=4, shuffle_buffer=4, loader_workers=0, val_pairs=8,
+                                   val_frames_per_clip=8),
+        schedule=schedule, scaling=ScalingParams(num_workers=2, use_gpu=False, cpus_per_worker=1),
+        shards=shards, work=str(root / work), out=str(root / work / "snapshot.pt"), tracking=tracking,
+        s3=S3Config(), ray=RayConfig(address="", num_cpus=2))
+
+
+def final_state(result) -> dict:
+    """Rank 0's training state in the run's last checkpoint."""
+    with result.checkpoint.as_directory() as folder:
+        return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.allclose(a[name].float(), b[name].float(), atol=1e-6), name
+
+
+def metric_steps(client: MlflowClient, run_id: str, key: str) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def resumed_from(client: MlflowClient, run_id: str) -> list[int]:
+    """The sample counts at which the run's workers started from a checkpoint."""
+    return [int(m.value) for m in client.get_metric_history(run_id, "progress/resumed_from_nsamples")]
+
+
+@pytest.fixture(scope="module")
+def straight(shards, tmp_path_factory):
+    """One uninterrupted run of STEPS updates: the reference for the others."""
+    root = tmp_path_factory.mktemp("straight")
+    cfg = make_config(shards, root, "work", STEPS)
+    return cfg, train_contrastive(cfg)
+
+
+def test_two_workers_write_snapshot_and_mlflow_run(straight) -> None:
+    cfg, result = straight
+    assert result.metrics["step"] == STEPS and result.metrics["cur_nsamples"] == STEPS * BATCH
+    config, state = read_snapshot(cfg.out)  # weights_only=True inside
+    net = build_net(config)
+    net.load_state_dict(state, strict=True)
+    assert_same_weights(state, final_state(result)["ema"])
+
+    client = MlflowClient(cfg.tracking.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("test-train").experiment_id],
+                              "tags.`thpad.stage` = 'train_contrastive'")
+    (run,) = runs
+    assert resumed_from(client, run.info.run_id) == []
+    assert run.info.status == "FINISHED" and run.data.tags[TAG_PARENT_RUN]
+    assert run.data.params["schedule.batch_size"] == str(BATCH) and run.data.params["model"] == "tiny"
+    assert metric_steps(client, run.info.run_id, "train/loss") == list(range(1, STEPS + 1))
+    for key in ("val_ema/top1", "val_ema/top5", "val/top1", "train/lr", "train/samples_per_s"):
+        assert key in run.data.metrics, key
+    assert 0.0 <= run.data.metrics["val_ema/top1"] <= run.data.metrics["val_ema/top5"] <= 1.0
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"retrieval_matrix.png", "config.json", "snapshot"} <= artifacts
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "snapshot")] == ["snapshot/snapshot.pt"]
+
+
+def test_rerun_with_larger_budget_resumes(straight, shards, tmp_path) -> None:
+    cfg_ref, reference = straight
+    first = train_contrastive(make_config(shards, tmp_path, "work", STEPS // 2))
+    assert first.metrics["step"] == STEPS // 2
+    longer = make_config(shards, tmp_path, "work", STEPS)  # same key: total_samples may change
+    resumed = train_contrastive(longer)
+    assert resumed.path == first.path  # the same Ray Train run folder
+    assert resumed.metrics["step"] == STEPS
+    # The second run starts where the first stopped: step numbers continue, and continuing from the
+    # first run's weights (not fresh ones) reproduces the uninterrupted run exactly.
+    client = MlflowClient(longer.tracking.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("test-train").experiment_id],
+                              "tags.`thpad.stage` = 'train_contrastive'", order_by=["attributes.start_time ASC"])
+    assert [metric_steps(client, r.info.run_id, "train/loss") for r in runs] == [[1, 2], [3, 4]]
+    assert [resumed_from(client, r.info.run_id) for r in runs] == [[], [CHECKPOINT_EVERY]]
+    assert_same_weights(final_state(resumed)["model"], final_state(reference)["model"])
+    assert_same_weights(final_state(resumed)["ema"], final_state(reference)["ema"])
+
+
+def test_killed_worker_restarts_from_last_checkpoint(straight, shards, tmp_path) -> None:
+    _, reference = straight
+    cfg = make_config(shards, tmp_path, "work", STEPS, max_failures=1)
+    # Rank 1 kills itself (SIGKILL) after update 3, once: only a run that started without a checkpoint fails, so a
+    # restart from scratch would fail again and exceed max_failures.
+    result = train_contrastive(cfg, fail_at_step=3)
+    assert result.metrics["step"] == STEPS
+    client = MlflowClient(cfg.tracking.tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("test-train").experiment_id],
+                                "tags.`thpad.stage` = 'train_contrastive'")
+    assert run.info.status == "FINISHED"
+    assert resumed_from(client, run.info.run_id) == [CHECKPOINT_EVERY]  # restarted once, at the step-2 checkpoint
+    assert_same_weights(final_state(result)["model"], final_state(reference)["model"])
+    assert read_snapshot(cfg.out)[1].keys() == final_state(result)["ema"].keys()
+
+
+def test_run_key_keeps_budget_and_places_but_not_training_settings(tmp_path) -> None:
+    cfg = make_config("shards", tmp_path, "work", STEPS)
+    key = run_key(to_dict(cfg), {"shards": "a"})
+    assert run_key(to_dict(make_config("moved", tmp_path, "other", 2 * STEPS, max_failures=1)), {"shards": "a"}) == key
+    changed = dataclasses.replace(cfg, schedule=dataclasses.replace(cfg.schedule, lr=2e-3))
+    assert run_key(to_dict(changed), {"shards": "a"}) != key  # a changed config starts fresh
+    assert run_key(to_dict(cfg), {"shards": "b"}) != key  # so does changed data
+
+
+def test_learning_rate_warms_up_then_decays_to_its_floor(tmp_path) -> None:
+    s = make_config("shards", tmp_path, "work", STEPS).schedule  # lr 1e-3, warmup 4, cosine over 32, floor 0.1
+    assert [learning_rate(n, s) for n in (0, 4, 20, 36, 100)] == pytest.approx([5e-4, 1e-3, 5.5e-4, 1e-4, 1e-4])
