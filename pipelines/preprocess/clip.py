@@ -31,7 +31,9 @@ def _decode(path: Path) -> DecodedVideo:
         raise RejectClip("empty file (0 bytes)")
     try:
         decoded = read_video(path)
-    except (av.error.FFmpegError, IndexError, ValueError) as err:
+    except IndexError as err:  # the container opened but holds no video stream
+        raise RejectClip("no video stream") from err
+    except (av.error.FFmpegError, ValueError) as err:
         raise RejectClip(f"cannot decode video: {err}") from err
     if decoded.frames.size == 0:
         raise RejectClip("no video frames")

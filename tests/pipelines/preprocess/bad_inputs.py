@@ -3,8 +3,11 @@ refusal reason must contain."""
 
 from __future__ import annotations
 
+import io
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 
@@ -27,6 +30,18 @@ def _tiny_face(frame: np.ndarray) -> np.ndarray:
     small = cv2.resize(frame, (70, 70), interpolation=cv2.INTER_AREA)
     canvas[10:80, 10:80] = small
     return canvas
+
+
+def _audio_only_mp4(audio: np.ndarray, rate: int) -> bytes:
+    """An mp4 container holding an AAC track and no video stream."""
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(audio[None].astype(np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = rate, 0, Fraction(1, rate)
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    return buffer.getvalue()
 
 
 def add_bad_inputs(root: Path, good_clip: Path) -> dict[str, str]:
@@ -54,6 +69,9 @@ def add_bad_inputs(root: Path, good_clip: Path) -> dict[str, str]:
     expected[str(write_video(_path(root, "id90009"), frames, 25, np.zeros_like(audio), rate))] = "silent"
     expected[str(write_video(_path(root, "id90010"), [_side_by_side(f) for f in frames], 25, audio, rate))] = \
         "faces"
+    audio_only = _path(root, "id90011")
+    audio_only.write_bytes(_audio_only_mp4(audio, rate))
+    expected[str(audio_only)] = "no video stream"
     stray = root / "dev" / "mp4" / "stray.mp4"
     stray.write_bytes(good_clip.read_bytes())
     expected[str(stray)] = "not in the VoxCeleb2 layout"
