@@ -10,13 +10,15 @@ from pipelines.train.contrastive import STAGE
 from pipelines.train.contrastive import train_contrastive as run_stage
 from stages.common import (
     DRY_RUN_OPTION,
+    EXIT_CONFIG,
     EXIT_FAILED,
     PARAMS_OPTION,
     print_dry_run,
     read_params,
     with_absolute_paths,
 )
-from storage.uri import StorageError
+from storage.manifest import manifest_uri
+from storage.uri import Storage, StorageError
 
 
 def train_contrastive(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None:
@@ -26,6 +28,10 @@ def train_contrastive(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTI
     if dry_run:
         print_dry_run(cfg)
         return
+    if not Storage(cfg.s3).exists(manifest_uri(cfg.shards)):
+        typer.secho(f"error: no preprocessed data at {cfg.shards} (no manifest.parquet); run `thpad preprocess` "
+                    "or `dvc repro preprocess` first, or fix train_contrastive.shards", err=True, fg=typer.colors.RED)
+        raise typer.Exit(EXIT_CONFIG)
     try:
         result = run_stage(cfg)
     except StorageError as err:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from stages.cli import app
@@ -98,3 +99,13 @@ def test_preprocess_dry_run_and_strict(micro_corpus, ray_local, tmp_path: Path) 
     assert "5 accepted, 1 refused" in result.stdout and "empty file" in result.stdout
     again = runner.invoke(app, ["preprocess", str(src), str(tmp_path / "out"), "--params", params])
     assert again.exit_code == 0 and "resumed" in again.stdout
+
+
+def test_train_contrastive_without_data_is_a_clear_error(tmp_path: Path) -> None:
+    params = yaml.safe_load((REPO / "profiles" / "micro.yaml").read_text())
+    params["train_contrastive"]["shards"] = str(tmp_path / "nothing-here")
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    result = runner.invoke(app, ["train-contrastive", "--params", str(path)])
+    assert result.exit_code == 2
+    assert "no preprocessed data" in result.output and "nothing-here" in result.output
