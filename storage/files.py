@@ -5,21 +5,33 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (same folder temporary file, then ``os.replace``)."""
+def temp_sibling(path: Path) -> Path:
+    """The temporary name used beside ``path`` while it is written (``remove_partials`` finds it)."""
+    return path.with_name(f".{path.name}.partial-{os.getpid()}")
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
+    """Call ``write`` on a temporary sibling of ``path``, then rename it into place (``os.replace``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    tmp = temp_sibling(path)
     try:
-        tmp.write_bytes(data)
+        with open(tmp, "wb") as stream:
+            write(stream)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return atomic_write(path, lambda stream: stream.write(data))
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:

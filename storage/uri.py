@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from storage.files import atomic_write_bytes
+from storage.files import atomic_write_bytes, temp_sibling
 
 S3_SCHEME = "s3://"
 
@@ -251,11 +251,6 @@ class Storage:
                 Path(uri).unlink(missing_ok=True)
         except Exception as err:
             raise self._error("delete", uri, err) from err
-
-
-def temp_sibling(path: Path) -> Path:
-    """The temporary name used beside ``path`` while it is written (``files.remove_partials`` finds it)."""
-    return path.with_name(f".{path.name}.partial-{os.getpid()}")
 
 
 def _place_local(source: Path, target: Path, remove_source: bool) -> None:
