@@ -45,8 +45,10 @@ RAY_TRAIN_DIR = "ray_train"
 KILL_DELAY_S = 5.0  # see kill_this_worker
 # Config fields that may change between a run and its resumption (dotted; a prefix covers its children).
 RESUMABLE_FIELDS = ("schedule.total_samples", "schedule.log_every_samples", "schedule.checkpoint_every_samples",
-                    "schedule.max_failures", "scaling", "data.loader_workers", "shards", "work", "out", "tracking",
-                    "s3", "ray")  # "shards": its content is an input hash; moving it changes nothing
+                    "schedule.max_failures", "scaling", "data.loader_workers", "shards", "contrastive", "disentangle",
+                    "features", "work", "out", "tracking", "s3", "ray")
+# Input fields ("shards", "contrastive", "disentangle", "features") enter the key by their content hashes
+# (``input_hashes``), so moving an input changes nothing.
 
 
 class TrainStageConfig(Protocol):
@@ -88,6 +90,11 @@ def shards_fingerprint(folder: str, storage: Storage) -> str:
     for uri in sorted(storage.list_files(join(folder, "progress"), ".json")):
         digest.update(json.loads(storage.read_bytes(uri)).get("fingerprint", "").encode())
     return digest.hexdigest()[:16]
+
+
+def file_fingerprint(uri: str, storage: Storage) -> str:
+    """A content hash (16 hex digits) of one file, e.g. an earlier stage's snapshot."""
+    return hashlib.sha256(storage.read_bytes(uri)).hexdigest()[:16]
 
 
 def storage_root(work: str) -> str:
