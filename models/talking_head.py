@@ -12,13 +12,15 @@ the visual branch is not run.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import nn
 
 from models.audio_encoder import AUDIO_PRESETS, AudioEncoder, AudioEncoderConfig
+from models.config import from_dict, to_dict
 from models.generator.layers import NoiseMode
 from models.generator.synthesis import GENERATOR_PRESETS, Generator, GeneratorConfig
 from models.identity_encoder import IDENTITY_PRESETS, IdentityEncoder, IdentityEncoderConfig
@@ -198,3 +200,13 @@ class TalkingHead(nn.Module):
         f_id, id_map = self.encode_identity(identity_frames)
         _, f_l = self.encode_audio(mel)
         return self.synthesize(f_id, id_map, f_nl, f_l, noise_mode)
+
+
+def talking_head_snapshot_config(cfg: TalkingHeadConfig) -> dict[str, Any]:
+    """The JSON config of a ``TalkingHead`` snapshot (``save_snapshot``): ``{"talking_head": ...}``."""
+    return {"talking_head": to_dict(cfg)}
+
+
+def build_talking_head(config: Mapping[str, Any]) -> TalkingHead:
+    """A freshly initialised ``TalkingHead`` from a snapshot config (see ``talking_head_snapshot_config``)."""
+    return TalkingHead(from_dict(TalkingHeadConfig, config["talking_head"]))

@@ -5,7 +5,6 @@ the last checkpoint. Each run is checked against one uninterrupted run: the same
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,29 +12,17 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from models.config import to_dict
-from pipelines.preprocess.run import run_preprocess
 from pipelines.ray_env import RayConfig
 from pipelines.train.config import ContrastiveConfig, ContrastiveDataParams, ScalingParams, ScheduleParams
 from pipelines.train.contrastive import build_net, train_contrastive
 from pipelines.train.harness import STATE_FILE, learning_rate, run_key
 from storage.checkpoint import read_snapshot
 from storage.tracking import TAG_PARENT_RUN, TrackingConfig
-from storage.uri import S3Config, Storage
+from storage.uri import S3Config
 
 BATCH = 4  # 2 per worker
 STEPS = 4
 CHECKPOINT_EVERY = 2 * BATCH
-
-
-@pytest.fixture(scope="module")
-def shards(micro_corpus, micro_params, ray_local, tmp_path_factory) -> Iterator[str]:
-    """The micro corpus preprocessed once for this module (3 train clips in 2 shards, 1 val clip)."""
-    out = tmp_path_factory.mktemp("train_pre") / "out"
-    run_preprocess(dataclasses.replace(micro_params.preprocess, source=str(micro_corpus[0]), out=str(out)), Storage())
-    with pytest.MonkeyPatch.context() as patch:
-        # Ray Train's controller polls workers every 2 s by default; it reads this at each fit.
-        patch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-        yield str(out)
 
 
 def make_config(shards: str, root: Path, work: str, total_steps: int, max_failures: int = 0) -> ContrastiveConfig:
