@@ -5,11 +5,14 @@ from __future__ import annotations
 import typer
 
 from stages.common import setup_logging
+from stages.extract_features import extract_features
 from stages.preprocess import preprocess
 from stages.sample_corpus import sample_corpus
 from stages.show_models import show_models
 from stages.show_params import show_params
 from stages.train_contrastive import train_contrastive
+from stages.train_prior import train_prior
+from stages.train_prior_ar import train_prior_ar
 
 app = typer.Typer(
     name="thpad",
@@ -28,6 +31,9 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 app.command("sample-corpus")(sample_corpus)
 app.command("preprocess")(preprocess)
 app.command("train-contrastive")(train_contrastive)
+app.command("extract-features")(extract_features)
+app.command("train-prior")(train_prior)
+app.command("train-prior-ar")(train_prior_ar)
 app.command("params")(show_params)
 app.command("models")(show_models)
 

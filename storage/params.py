@@ -16,8 +16,10 @@ import yaml
 
 from models.config import ConfigError, from_dict, to_dict
 from pipelines.corpus.config import CorpusConfig
+from pipelines.features.config import FeaturesConfig
 from pipelines.preprocess.config import PreprocessConfig
 from pipelines.train.config import ContrastiveConfig
+from pipelines.train.prior_config import PriorARConfig, PriorConfig
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -39,6 +41,9 @@ class Params:
     corpus: CorpusConfig
     preprocess: PreprocessConfig
     train_contrastive: ContrastiveConfig
+    extract_features: FeaturesConfig
+    train_prior: PriorConfig
+    train_prior_ar: PriorARConfig
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:

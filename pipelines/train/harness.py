@@ -46,9 +46,10 @@ KILL_DELAY_S = 5.0  # see kill_this_worker
 # Config fields that may change between a run and its resumption (dotted; a prefix covers its children).
 RESUMABLE_FIELDS = ("schedule.total_samples", "schedule.log_every_samples", "schedule.checkpoint_every_samples",
                     "schedule.max_failures", "scaling", "data.loader_workers", "shards", "contrastive", "disentangle",
-                    "features", "work", "out", "tracking", "s3", "ray")
+                    "features", "work", "out", "tracking", "s3", "ray", "validation")
 # Input fields ("shards", "contrastive", "disentangle", "features") enter the key by their content hashes
-# (``input_hashes``), so moving an input changes nothing.
+# (``input_hashes``), so moving an input changes nothing. "validation": evaluation settings (sampling guidance,
+# steps), which the issue keeps out of the training params.
 
 
 class TrainStageConfig(Protocol):

@@ -1,0 +1,46 @@
+"""DVC stage ``train_prior``: the audio-to-non-lip diffusion prior on Ray Train (stage 4 of issue 5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pipelines.train.motion_data import check_features
+from pipelines.train.prior import STAGE
+from pipelines.train.prior import train_prior as run_stage
+from stages.common import (
+    DRY_RUN_OPTION,
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    PARAMS_OPTION,
+    print_dry_run,
+    read_params,
+    with_absolute_paths,
+)
+from storage.uri import Storage, StorageError
+
+
+def train_prior(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None:
+    """Train the diffusion prior P_a2nl on the extracted f_nl / f_a sequences (condition dropout, mask editing,
+    velocity loss); writes the EMA snapshot to train_prior.out. A rerun with the same config and features
+    resumes its training state; the validation block may change freely."""
+    cfg = with_absolute_paths(read_params(params).train_prior, "features", "work", "out")
+    if dry_run:
+        print_dry_run(cfg)
+        return
+    try:
+        check_features(cfg.features, Storage(cfg.s3))
+    except (FileNotFoundError, ValueError) as err:
+        typer.secho(f"error: {err} (train_prior.features)", err=True, fg=typer.colors.RED)
+        raise typer.Exit(EXIT_CONFIG) from err
+    try:
+        result = run_stage(cfg)
+    except StorageError as err:
+        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(EXIT_FAILED) from err
+    m, s = result.metrics or {}, f"{cfg.validation.guidance:g}"
+    fd = {k: m.get(f"val/{k}", float("nan")) for k in (f"fd_s{s}", "fd_s0", f"fd_vel_s{s}", "fd_vel_s0")}
+    typer.echo(f"{STAGE}: {m.get('step', 0)} steps, {m.get('cur_nsamples', 0)} samples; val FD of f_nl at s={s} "
+               f"{fd[f'fd_s{s}']:.3f} vs s=0 {fd['fd_s0']:.3f} (velocity {fd[f'fd_vel_s{s}']:.3f} vs "
+               f"{fd['fd_vel_s0']:.3f}); snapshot {cfg.out}")
