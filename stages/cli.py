@@ -10,6 +10,7 @@ from stages.preprocess import preprocess
 from stages.sample_corpus import sample_corpus
 from stages.show_models import show_models
 from stages.show_params import show_params
+from stages.submit import submit
 from stages.train_contrastive import train_contrastive
 from stages.train_prior import train_prior
 from stages.train_prior_ar import train_prior_ar
@@ -34,6 +35,7 @@ app.command("train-contrastive")(train_contrastive)
 app.command("extract-features")(extract_features)
 app.command("train-prior")(train_prior)
 app.command("train-prior-ar")(train_prior_ar)
+app.command("submit")(submit)
 app.command("params")(show_params)
 app.command("models")(show_models)
 

@@ -18,6 +18,7 @@ from models.config import ConfigError, from_dict, to_dict
 from pipelines.corpus.config import CorpusConfig
 from pipelines.features.config import FeaturesConfig
 from pipelines.preprocess.config import PreprocessConfig
+from pipelines.submit_config import SubmitConfig
 from pipelines.train.config import ContrastiveConfig
 from pipelines.train.prior_config import PriorARConfig, PriorConfig
 
@@ -44,6 +45,7 @@ class Params:
     extract_features: FeaturesConfig
     train_prior: PriorConfig
     train_prior_ar: PriorARConfig
+    submit: SubmitConfig
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:

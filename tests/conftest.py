@@ -43,12 +43,24 @@ def micro_corpus(tmp_path_factory, micro_params) -> tuple[Path, dict]:
 
 
 @pytest.fixture(scope="session")
-def ray_local():
-    """One local Ray (127.0.0.1, 2 CPUs) for every Ray test of the session."""
+def ray_head():
+    """One local Ray head for the whole session: 127.0.0.1, free ports, 2 CPUs, with the dashboard (the
+    Jobs API of ``thpad submit``). Its processes are stopped and its temp folder removed at the end."""
+    from pipelines.ray_env import LOCAL_ENV, start_local_head, stop_local_head
+
+    os.environ.update(LOCAL_ENV)  # drivers joining a loopback head need them too (else Ray uses the host IP)
+    head = start_local_head(num_cpus=2)
+    yield head
+    stop_local_head(head)
+
+
+@pytest.fixture(scope="session")
+def ray_local(ray_head):
+    """This process joined to the session's Ray head, for every Ray test."""
     import ray
 
     from pipelines.ray_env import RayConfig, ensure_ray
 
-    ensure_ray(RayConfig(address="", num_cpus=2))
+    ensure_ray(RayConfig(address=ray_head.gcs_address, num_cpus=2))
     yield ray
     ray.shutdown()
