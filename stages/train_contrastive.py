@@ -41,4 +41,6 @@ def train_contrastive(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTI
     typer.echo(f"{STAGE}: {metrics.get('step', 0)} steps, {metrics.get('cur_nsamples', 0)} samples; "
                f"val audio->frame top-1 {metrics.get('val_ema/top1', float('nan')):.3f} "
                f"(chance {metrics.get('val_ema/chance_top1', float('nan')):.3f}), "
-               f"top-5 {metrics.get('val_ema/top5', float('nan')):.3f}; snapshot {cfg.out}")
+               f"top-5 {metrics.get('val_ema/top5', float('nan')):.3f}; within-clip (sync) top-1 "
+               f"{metrics.get('val_ema/sync_top1', float('nan')):.3f} "
+               f"(chance {metrics.get('val_ema/chance_sync_top1', float('nan')):.3f}); snapshot {cfg.out}")

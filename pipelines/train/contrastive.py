@@ -117,14 +117,15 @@ def endless_batches(dataset: FrameDataset, batch_size: int, num_workers: int, ep
 
 
 def load_val_pairs(shards: Sequence[str], storage: Storage, num_pairs: int, frames_per_clip: int,
-                   sampling: FrameSamplingConfig) -> tuple[torch.Tensor, torch.Tensor]:
+                   sampling: FrameSamplingConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A fixed validation batch: evenly spaced frames of the first clips, with their mel windows.
 
     Returns:
-        images (N, 3, S, S) in [-1, 1] and mels (N, 1, n_mels, n_frames), row i pairing with row i.
+        images (N, 3, S, S) in [-1, 1], mels (N, 1, n_mels, n_frames) and clip (N,) int64 (the row's clip
+        number), row i pairing with row i.
     """
-    images, mels = [], []
-    for _, members in iter_raw(shards, storage):
+    images, mels, clips = [], [], []
+    for index, (_, members) in enumerate(iter_raw(shards, storage)):
         mel = load_npy(members[MEL])  # (n_mels, 4T)
         num_frames = mel.shape[1] // MEL_BINS_PER_FRAME
         half = sampling.frames_per_window // 2
@@ -132,30 +133,44 @@ def load_val_pairs(shards: Sequence[str], storage: Storage, num_pairs: int, fram
         rgb = decode_frames(members, frames.tolist(), sampling.image_size)  # (F, S, S, 3)
         images.append(torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 127.5 - 1.0)  # (F, 3, S, S)
         mels += [torch.from_numpy(mel_window(mel, int(t), sampling.frames_per_window)[0]) for t in frames]
+        clips += [index] * len(frames)
         if len(mels) >= num_pairs:
             break
     if len(mels) < 5:
         raise ValueError(f"the val shards {list(shards)} hold fewer than 5 pairs")
-    return torch.cat(images)[:num_pairs], torch.stack(mels)[:num_pairs, None]  # (N, 3, S, S), (N, 1, M, W)
+    # (N, 3, S, S), (N, 1, M, W), (N,)
+    return torch.cat(images)[:num_pairs], torch.stack(mels)[:num_pairs, None], torch.tensor(clips[:num_pairs])
 
 
 @torch.no_grad()
-def retrieval(net: ContrastiveNet, images: torch.Tensor, mels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+def retrieval(net: ContrastiveNet, images: torch.Tensor, mels: torch.Tensor,
+              clips: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
     """Audio→frame retrieval: cosine similarity of every audio window to every frame.
 
+    ``top1``/``top5``: the true frame among all N frames. ``sync_top1``: among the frames of the same clip only
+    (identity and voice give nothing away there: only what the audio says about the face at that moment).
     Returns:
-        the (N, N) similarity matrix (row: audio, column: frame) and top-1 / top-5 accuracy with chance levels.
+        the (N, N) similarity matrix (row: audio, column: frame) and the accuracies with their chance levels.
     """
     was_training = net.training
     net.eval()
     f_a, f_cl, _ = net(mels, images)  # (N, D), (N, D)
     net.train(was_training)
     sim = nn.functional.normalize(f_a, dim=1) @ nn.functional.normalize(f_cl, dim=1).t()  # (N, N)
+    return sim, retrieval_scores(sim, clips)
+
+
+def retrieval_scores(sim: torch.Tensor, clips: torch.Tensor) -> dict[str, float]:
+    """Accuracies of an (N, N) audio-to-frame similarity matrix whose diagonal holds the true pairs, with the
+    clip number (N,) of each row; see ``retrieval``."""
     n, truth = sim.shape[0], torch.arange(sim.shape[0])[:, None]  # (N, 1)
     top5 = sim.topk(min(5, n), dim=1).indices  # (N, 5)
     hits = top5 == truth  # (N, 5)
-    return sim, {"top1": float(hits[:, 0].float().mean()), "top5": float(hits.any(1).float().mean()),
-                 "chance_top1": 1.0 / n, "chance_top5": min(5, n) / n}
+    same_clip = clips[:, None] == clips[None, :]  # (N, N)
+    sync_hit = sim.masked_fill(~same_clip, float("-inf")).argmax(1) == truth[:, 0]  # (N,)
+    return {"top1": float(hits[:, 0].float().mean()), "top5": float(hits.any(1).float().mean()),
+                 "sync_top1": float(sync_hit.float().mean()), "chance_top1": 1.0 / n, "chance_top5": min(5, n) / n,
+                 "chance_sync_top1": float((1.0 / same_clip.sum(1).float()).mean())}
 
 
 def similarity_figure(sim: torch.Tensor, title: str) -> Figure:
@@ -177,16 +192,19 @@ def gather_rows(x: torch.Tensor, world_size: int) -> torch.Tensor:
     return torch.cat(parts)  # (world_size * b, D)
 
 
+ValBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images (N, 3, S, S), mels (N, 1, M, W), clips (N,)
+
+
 def validate(net: ContrastiveNet, ema: ContrastiveNet,
-             val: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[dict[str, float], torch.Tensor | None]:
+             val: ValBatch | None) -> tuple[dict[str, float], torch.Tensor | None]:
     """Retrieval metrics of the trained and the EMA network (``val/...``, ``val_ema/...``) and the EMA's
     similarity matrix; nothing on ranks without validation data."""
     if val is None:
         return {}, None
     device = next(net.parameters()).device
-    images, mels = (t.to(device) for t in val)
-    _, raw = retrieval(net, images, mels)
-    sim, smooth = retrieval(ema, images, mels)
+    images, mels, clips = (t.to(device) for t in val)
+    _, raw = retrieval(net, images, mels, clips)
+    sim, smooth = retrieval(ema, images, mels, clips)
     return {**{f"val/{k}": v for k, v in raw.items()}, **{f"val_ema/{k}": v for k, v in smooth.items()}}, sim
 
 

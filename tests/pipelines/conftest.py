@@ -1,5 +1,5 @@
-"""Fixtures shared by the training-stage tests: the micro corpus preprocessed once per session, and Ray Train's
-controller polling its workers often (it reads the variable at each fit)."""
+"""Fixtures shared by the training and feature-extraction tests: the micro corpus preprocessed once per session,
+and Ray Train's controller polling its workers often (it reads the variable at each fit)."""
 
 from __future__ import annotations
 

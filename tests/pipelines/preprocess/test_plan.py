@@ -55,3 +55,18 @@ def test_empty_split_is_an_error() -> None:
         assign_splits(_clips(groups=4, test_groups=0), SplitConfig(0, 0.25, 4, 1))
     with pytest.raises(ValueError, match="split 'val' is empty"):
         assign_splits(_clips(groups=4), SplitConfig(0, 0.0, 4, 1))
+
+
+def test_val_by_clip_holds_out_clips_of_every_identity_and_keeps_one_for_train() -> None:
+    clips = _clips(groups=5, per_group=8)  # 4 dev groups x 2 identities x 4 clips
+    splits = assign_splits(clips, SplitConfig(0, 0.25, 4, 1, val_by="clip"))
+    by_identity: dict[str, list[str]] = {}
+    for clip in clips:
+        if clip.official_split == "dev":
+            by_identity.setdefault(clip.identity, []).append(splits[clip.key])
+    assert all(sorted(s) == ["train", "train", "train", "val"] for s in by_identity.values())
+    assert all(splits[c.key] == "test" for c in clips if c.official_split == "test")
+    with pytest.raises(ValueError, match="split 'val' is empty"):  # one clip per identity: none can be held out
+        assign_splits(_clips(groups=3, per_group=2), SplitConfig(0, 0.9, 4, 1, val_by="clip"))
+    with pytest.raises(ValueError, match="val_by"):
+        SplitConfig(0, 0.25, 4, 1, val_by="identity")

@@ -87,9 +87,11 @@ def test_two_workers_write_snapshot_and_mlflow_run(straight) -> None:
     assert run.info.status == "FINISHED" and run.data.tags[TAG_PARENT_RUN]
     assert run.data.params["schedule.batch_size"] == str(BATCH) and run.data.params["model"] == "tiny"
     assert metric_steps(client, run.info.run_id, "train/loss") == list(range(1, STEPS + 1))
-    for key in ("val_ema/top1", "val_ema/top5", "val/top1", "train/lr", "train/samples_per_s"):
+    for key in ("val_ema/top1", "val_ema/top5", "val_ema/sync_top1", "val/top1", "train/lr", "train/samples_per_s"):
         assert key in run.data.metrics, key
     assert 0.0 <= run.data.metrics["val_ema/top1"] <= run.data.metrics["val_ema/top5"] <= 1.0
+    assert run.data.metrics["val_ema/top1"] <= run.data.metrics["val_ema/sync_top1"]  # fewer candidates
+    assert run.data.metrics["val_ema/chance_sync_top1"] == pytest.approx(1 / 8)  # 8 frames of the one val clip
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"retrieval_matrix.png", "config.json", "snapshot"} <= artifacts
     assert [a.path for a in client.list_artifacts(run.info.run_id, "snapshot")] == ["snapshot/snapshot.pt"]
@@ -142,3 +144,15 @@ def test_run_key_keeps_budget_and_places_but_not_training_settings(tmp_path) -> 
 def test_learning_rate_warms_up_then_decays_to_its_floor(tmp_path) -> None:
     s = make_config("shards", tmp_path, "work", STEPS).schedule  # lr 1e-3, warmup 4, cosine over 32, floor 0.1
     assert [learning_rate(n, s) for n in (0, 4, 20, 36, 100)] == pytest.approx([5e-4, 1e-3, 5.5e-4, 1e-4, 1e-4])
+
+
+def test_retrieval_scores_count_all_pairs_and_same_clip_pairs() -> None:
+    from pipelines.train.contrastive import retrieval_scores
+
+    sim = torch.tensor([[0.9, 0.1, 0.95, 0.0],  # row 0: frame 2 (another clip) beats the true frame 0
+                        [0.8, 0.3, 0.0, 0.0],  # row 1: frame 0 (same clip) beats frame 1
+                        [0.0, 0.0, 0.5, 0.1],
+                        [0.0, 0.0, 0.6, 0.2]])  # row 3: frame 2 (same clip) wins
+    scores = retrieval_scores(sim, torch.tensor([0, 0, 1, 1]))
+    assert scores["top1"] == 0.25 and scores["sync_top1"] == 0.5
+    assert scores["chance_top1"] == 0.25 and scores["chance_sync_top1"] == 0.5 and scores["top5"] == 1.0
