@@ -12,6 +12,7 @@ from stages.show_models import show_models
 from stages.show_params import show_params
 from stages.submit import submit
 from stages.train_contrastive import train_contrastive
+from stages.train_disentangle import train_disentangle
 from stages.train_prior import train_prior
 from stages.train_prior_ar import train_prior_ar
 
@@ -32,6 +33,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 app.command("sample-corpus")(sample_corpus)
 app.command("preprocess")(preprocess)
 app.command("train-contrastive")(train_contrastive)
+app.command("train-disentangle")(train_disentangle)
 app.command("extract-features")(extract_features)
 app.command("train-prior")(train_prior)
 app.command("train-prior-ar")(train_prior_ar)

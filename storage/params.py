@@ -20,6 +20,7 @@ from pipelines.features.config import FeaturesConfig
 from pipelines.preprocess.config import PreprocessConfig
 from pipelines.submit_config import SubmitConfig
 from pipelines.train.config import ContrastiveConfig
+from pipelines.train.disentangle_config import DisentangleConfig
 from pipelines.train.prior_config import PriorARConfig, PriorConfig
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -42,6 +43,7 @@ class Params:
     corpus: CorpusConfig
     preprocess: PreprocessConfig
     train_contrastive: ContrastiveConfig
+    train_disentangle: DisentangleConfig
     extract_features: FeaturesConfig
     train_prior: PriorConfig
     train_prior_ar: PriorARConfig

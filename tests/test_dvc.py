@@ -1,4 +1,7 @@
-"""``dvc repro`` for real, in a temporary git repository holding a copy of the project (micro profile)."""
+"""``dvc repro`` for real, in a temporary git repository holding a copy of the project (micro profile): every
+stage from the raw sample corpus to the trained priors (2-3 steps each), joining the session's Ray head; a second
+repro does nothing; ``dvc status`` names exactly the stages a param change reruns; ``dvc exp run -S`` on a prior
+param reruns only that prior."""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ def _run(cmd: list[str], cwd: Path, env: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def dvc_repo(tmp_path_factory) -> tuple[Path, dict]:
+def dvc_repo(tmp_path_factory, ray_head) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("dvcrepo")
     for name in COPIED:
         src = REPO / name
@@ -36,12 +39,33 @@ def dvc_repo(tmp_path_factory) -> tuple[Path, dict]:
     bindir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": bindir + os.pathsep + os.environ["PATH"], "DVC_NO_ANALYTICS": "1",
            "DVC_SITE_CACHE_DIR": str(root / ".dvc-site"), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+           "RAY_ADDRESS": ray_head.gcs_address,  # every stage joins the session's Ray head
+           "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
     _run(["git", "init", "-q"], root, env)
     _run([f"{bindir}/dvc", "init", "-q"], root, env)
     _run(["git", "add", "-A"], root, env)
     _run(["git", "commit", "-qm", "init"], root, env)
     return root, env
+
+
+STAGES = ("sample_corpus", "preprocess", "train_contrastive", "train_disentangle", "extract_features", "train_prior",
+          "train_prior_ar")
+
+
+def _changed_stages(status: str) -> set[str]:
+    """Stage names that ``dvc status`` lists as changed (lines ``name:`` at the start)."""
+    return {line[:-1] for line in status.splitlines() if line.endswith(":") and line[:-1] in STAGES}
+
+
+def _set_param(root: Path, section: str, dotted: str, value: object) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    node = params[section]
+    *parents, leaf = dotted.split(".")
+    for name in parents:
+        node = node[name]
+    node[leaf] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
 
 
 def test_repro_builds_then_does_nothing_then_reruns_on_param_change(dvc_repo) -> None:
@@ -53,18 +77,36 @@ def test_repro_builds_then_does_nothing_then_reruns_on_param_change(dvc_repo) ->
     assert len(list(corpus.rglob("*.mp4"))) == 5
     assert (root / "data" / "preprocessed" / "manifest.parquet").is_file()
     assert list((root / "data" / "preprocessed" / "shards").glob("train-*.tar"))
-    assert (root / "data" / "models" / "contrastive.pt").is_file()
+    for model in ("contrastive", "disentangle", "prior", "prior_ar"):
+        assert (root / "data" / "models" / f"{model}.pt").is_file(), model
+    assert list((root / "data" / "features" / "train").glob("*.parquet"))
+    assert (root / "data" / "features" / "info.json").is_file()
     assert (root / "mlflow.db").is_file()
     second = _run([dvc, "repro"], root, env)
     assert "didn't change, skipping" in second or "Data and pipelines are up to date" in second
     assert "up to date" in _run([dvc, "status"], root, env)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["preprocess"]["jpeg_quality"] = 85
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    status = _run([dvc, "status"], root, env)
-    assert "preprocess:" in status and "sample_corpus:" not in status, status
-    params["preprocess"]["jpeg_quality"] = 90
-    params["corpus"]["seed"] = 1
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    _set_param(root, "preprocess", "jpeg_quality", 85)
+    assert _changed_stages(_run([dvc, "status"], root, env)) == {"preprocess"}
+    _set_param(root, "preprocess", "jpeg_quality", 90)
+    _set_param(root, "train_disentangle", "schedule.lr", 0.002)
+    assert _changed_stages(_run([dvc, "status"], root, env)) == {"train_disentangle"}
+    _set_param(root, "train_disentangle", "schedule.lr", 0.001)
+    _set_param(root, "train_prior", "validation.num_steps", 7)  # evaluation setting: a param of the stage all the same
+    assert _changed_stages(_run([dvc, "status"], root, env)) == {"train_prior"}
+    _set_param(root, "train_prior", "validation.num_steps", 5)
+    _set_param(root, "corpus", "seed", 1)
     status = _run([dvc, "status"], root, env)
     assert "sample_corpus:" in status and "modified:" in status and "corpus" in status
+    _set_param(root, "corpus", "seed", 0)
+    assert "up to date" in _run([dvc, "status"], root, env)
+
+
+def test_exp_run_on_a_prior_param_reruns_only_that_prior(dvc_repo) -> None:
+    root, env = dvc_repo
+    dvc = str(Path(sys.executable).parent / "dvc")
+    _run([dvc, "repro"], root, env)  # no-op after the test above; builds everything when run alone
+    _run(["git", "add", "-A"], root, env)
+    _run(["git", "commit", "-qm", "pipeline ran"], root, env)
+    out = _run([dvc, "exp", "run", "-S", "train_prior.schedule.lr=0.002"], root, env)
+    ran = {name for name in STAGES if f"Running stage '{name}'" in out}
+    assert ran == {"train_prior"}, out

@@ -1,0 +1,186 @@
+"""Configuration of ``train_disentangle`` (stage 2, TH-PAD supplement §I.3 "Reconstruction Learning for Non-Lip
+Space"): which networks train in which phase, their learning rates, the losses, the data and the validation.
+
+Every class maps 1:1 onto a params.yaml section. The schedule of phase one is the shared ``ScheduleParams``
+(its ``lr`` is the base rate); each parameter group runs at ``base * lr_scale.<group>``. Phase two (only G
+and D train) starts at ``phase_two.start_samples`` and has a schedule of its own, whose clock starts at the
+boundary; the same group scales apply to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.gaze import GAZE_PRESETS
+from models.generator.discriminator import DISCRIMINATOR_PRESETS
+from models.losses import GanKind, GazeDistance, LossWeights
+from models.memory_bank import MEMORY_BANK_PRESETS
+from models.talking_head import TALKING_HEAD_PRESETS
+from models.vgg import VGG_PRESETS
+from pipelines.ray_env import RayConfig
+from pipelines.train.augment import AugmentConfig
+from pipelines.train.config import ScalingParams, ScheduleParams
+from storage.tracking import TrackingConfig
+from storage.uri import S3Config
+
+
+@dataclass(frozen=True)
+class LearningRateScales:
+    """Each parameter group's learning rate as a multiple of the current schedule's base rate.
+
+    Groups: ``identity`` E_id; ``visual`` E_v (backbone when trained, MLP_ol, MLP_nl, and MLP_cl with the L_cl
+    logit scale when L_cl is on); ``audio`` MLP_a2l (and E_a when unfrozen); ``generator`` G; ``discriminator`` D.
+    The paper starts the two MLPs of E_v at 1e-5, G at 2e-5 and D at 3.5e-6, i.e. visual 0.5, generator 1 and
+    discriminator 0.175 of G's rate; it gives none for E_id and MLP_a2l.
+    """
+
+    identity: float
+    visual: float
+    audio: float
+    generator: float
+    discriminator: float
+
+    def __post_init__(self) -> None:
+        if min(self.identity, self.visual, self.audio, self.generator, self.discriminator) < 0:
+            raise ValueError(f"learning-rate scales must be >= 0, got {self}")
+
+
+@dataclass(frozen=True)
+class PhaseTwoParams:
+    """Phase two: from ``start_samples`` on only G and D train ("after the 40k-th step, we freeze other
+    modules and train only G and D"). Its learning rate warms up over ``warmup_samples`` counted from the
+    boundary, then follows a half cosine to ``lr * min_lr_ratio`` over ``decay_samples`` (as ``ScheduleParams``).
+    A ``start_samples`` beyond ``schedule.total_samples`` means the run never enters phase two."""
+
+    start_samples: int
+    lr: float
+    warmup_samples: int
+    decay_samples: int
+    min_lr_ratio: float
+
+    def __post_init__(self) -> None:
+        if self.start_samples < 0 or self.lr < 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"phase_two needs start_samples >= 0, lr >= 0 and min_lr_ratio in [0, 1], got {self}")
+
+
+@dataclass(frozen=True)
+class DisentangleLossParams:
+    """The GAN loss kind (the supplement's Eq. I is the log loss: "nonsaturating"; PC-AVS uses "hinge") and
+    the lambdas of supplement Eq. IV (all 1 in the paper) plus ``weights.cl`` for L_cl (see disentangle.py)."""
+
+    gan_kind: GanKind
+    weights: LossWeights
+
+
+@dataclass(frozen=True)
+class FeatureLossParams:
+    """The pretrained loss networks: VGG19 for L_VGG and the L2CS-style gaze encoder for L_gaze.
+
+    Without a weights file a term is off and the run says so (log line and MLflow tag ``thpad.loss.*``),
+    unless ``allow_random_features`` asks for the loss through random, untrained features.
+    """
+
+    vgg: str  # a VGG_PRESETS name
+    vgg_weights: str | None  # torchvision vgg19 state-dict file
+    vgg_layer_weights: tuple[float, ...]
+    gaze: str  # a GAZE_PRESETS name
+    gaze_weights: str | None  # L2CS-Net state-dict file
+    gaze_distance: GazeDistance
+    allow_random_features: bool
+
+    def __post_init__(self) -> None:
+        if self.vgg not in VGG_PRESETS or self.gaze not in GAZE_PRESETS:
+            raise ValueError(f"vgg must be one of {sorted(VGG_PRESETS)} and gaze one of {sorted(GAZE_PRESETS)}")
+
+
+@dataclass(frozen=True)
+class DisentangleDataParams:
+    """Training samples: a driving frame, its mel window and ``num_identity_frames`` frames of the same clip
+    at least ``min_identity_distance`` frames away from it (storage.readers.FrameDataset)."""
+
+    num_identity_frames: int
+    min_identity_distance: int
+    samples_per_clip: int
+    shuffle_buffer: int
+    loader_workers: int
+
+    def __post_init__(self) -> None:
+        if self.num_identity_frames < 1 or self.min_identity_distance < 1 or self.samples_per_clip < 1:
+            raise ValueError("num_identity_frames, min_identity_distance and samples_per_clip must be >= 1")
+
+
+@dataclass(frozen=True)
+class DisentangleValParams:
+    """The fixed validation set (rank 0, EMA networks), read from the first ``clips`` val clips.
+
+    ``frames_per_clip`` evenly spaced frames per clip feed the probe (f_nl and f_l against the corpus's
+    motion truth, ``probe_targets``); ``recon_frames_per_clip`` of them, with identity frames drawn as in
+    training, feed the reconstruction metrics and the first ``grid_rows`` of those the image grid.
+    """
+
+    clips: int
+    frames_per_clip: int
+    recon_frames_per_clip: int
+    grid_rows: int
+    probe_targets: tuple[str, ...]
+    probe_folds: int
+    probe_ridge: float
+
+    def __post_init__(self) -> None:
+        if self.clips < self.probe_folds or self.probe_folds < 2:
+            raise ValueError(f"val.clips ({self.clips}) must be >= probe_folds ({self.probe_folds}) >= 2")
+        if not 1 <= self.recon_frames_per_clip <= self.frames_per_clip or self.grid_rows < 1:
+            raise ValueError("val needs 1 <= recon_frames_per_clip <= frames_per_clip and grid_rows >= 1")
+        if self.probe_ridge <= 0:
+            raise ValueError(f"val.probe_ridge must be > 0, got {self.probe_ridge}")
+
+
+@dataclass(frozen=True)
+class DisentangleConfig:
+    """``train_disentangle``: E_id, E_v's heads (and backbone), MLP_a2l, G and D under L_G (supplement Eq. IV).
+
+    ``model``, ``discriminator`` and ``memory_bank`` name presets. ``contrastive`` is stage 1's snapshot
+    (E_a, E_v with MLP_cl, logit scale); ``identity_weights`` an optional torchvision ResNeXt file for E_id.
+    ``train_visual_backbone``: the paper's E_v backbone is pretrained as in LPD; without such weights it
+    trains here, on LPD's augmented driving frames. ``train_audio_encoder`` unfreezes E_a (frozen in the paper).
+    ``betas`` are Adam's for every group (PC-AVS: 0.5, 0.999).
+    """
+
+    model: str
+    discriminator: str
+    memory_bank: str
+    identity_weights: str | None
+    train_visual_backbone: bool
+    train_audio_encoder: bool
+    betas: tuple[float, float]
+    lr_scale: LearningRateScales
+    phase_two: PhaseTwoParams
+    loss: DisentangleLossParams
+    feature_losses: FeatureLossParams
+    augment: AugmentConfig
+    data: DisentangleDataParams
+    val: DisentangleValParams
+    schedule: ScheduleParams
+    scaling: ScalingParams
+    contrastive: str
+    shards: str
+    work: str
+    out: str
+    tracking: TrackingConfig
+    s3: S3Config
+    ray: RayConfig
+
+    def __post_init__(self) -> None:
+        presets = (("model", self.model, TALKING_HEAD_PRESETS), ("discriminator", self.discriminator,
+                   DISCRIMINATOR_PRESETS), ("memory_bank", self.memory_bank, MEMORY_BANK_PRESETS))
+        for name, value, registry in presets:
+            if value not in registry:
+                raise ValueError(f"{name} {value!r} is not one of {sorted(registry)}")
+        feature_dim = TALKING_HEAD_PRESETS[self.model].audio.out_dim
+        if MEMORY_BANK_PRESETS[self.memory_bank].dim != feature_dim:
+            raise ValueError(f"memory_bank {self.memory_bank!r} holds features of another width than "
+                             f"model {self.model!r} ({feature_dim})")
+        per_round = self.scaling.num_workers * self.schedule.accum_rounds
+        if self.schedule.batch_size % per_round:
+            raise ValueError(f"schedule.batch_size {self.schedule.batch_size} is not divisible by "
+                             f"num_workers * accum_rounds = {per_round}")

@@ -1,0 +1,102 @@
+"""A linear probe of what a feature encodes: cross-validated ridge regression of per-frame targets, scored by the
+Pearson correlation between prediction and truth on held-out clips.
+
+``train_disentangle`` uses it on the sample corpus, whose clips carry their true per-frame motion (yaw,
+pitch, roll, blink): the non-lip feature f_nl should track pose and blink, the lip feature f_l should not.
+Folds are whole clips, so a probe cannot score by recognising a clip it was fitted on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+
+def clip_folds(groups: np.ndarray, num_folds: int) -> np.ndarray:
+    """The fold of every row: groups (clips) in order of first appearance go to folds 0, 1, ..., 0, 1, ...
+
+    Args:
+        groups: (N,) group label per row.
+    Returns:
+        (N,) int fold index; all rows of a group share one fold.
+    Raises:
+        ValueError: fewer groups than folds.
+    """
+    labels, first = np.unique(groups, return_index=True)
+    if labels.size < num_folds:
+        raise ValueError(f"{labels.size} clips cannot fill {num_folds} folds")
+    order = labels[np.argsort(first)]
+    fold_of = {label: i % num_folds for i, label in enumerate(order.tolist())}
+    return np.array([fold_of[g] for g in groups.tolist()], dtype=np.int64)
+
+
+def probe_groups(clips: np.ndarray, frames: np.ndarray, num_folds: int) -> np.ndarray:
+    """The unit of the probe's split: the clip, or, with fewer clips than folds (a tiny val set), contiguous
+    blocks of ``num_folds`` per clip in frame order (held out in time instead of by clip).
+
+    Args:
+        clips: (N,) clip index of every row; frames: (N,) frame number of every row.
+    Returns:
+        (N,) int group labels for ``clip_folds``.
+    """
+    clips, frames = np.asarray(clips), np.asarray(frames)
+    if np.unique(clips).size >= num_folds:
+        return clips.astype(np.int64)
+    groups = np.zeros(len(clips), np.int64)
+    for c in np.unique(clips):
+        rows = np.flatnonzero(clips == c)
+        rank = np.argsort(np.argsort(frames[rows], kind="stable"), kind="stable")  # (n,) order in time
+        groups[rows] = int(c) * num_folds + rank * num_folds // len(rows)
+    return groups
+
+
+def ridge_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, alpha: float) -> np.ndarray:
+    """Fit ridge regression on standardised features (train statistics) and predict the test rows.
+
+    Args:
+        x_train: (N, D) features; y_train: (N, T) targets; x_test: (M, D).
+        alpha: the L2 penalty, relative to N (so its effect does not shrink with more rows).
+    Returns:
+        (M, T) predictions.
+    """
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-8  # (D,), (D,)
+    a, b = (x_train - mean) / std, (x_test - mean) / std  # (N, D), (M, D)
+    y_mean = y_train.mean(axis=0)  # (T,)
+    gram = a.T @ a + alpha * len(a) * np.eye(a.shape[1])  # (D, D)
+    weights = np.linalg.solve(gram, a.T @ (y_train - y_mean))  # (D, T)
+    return b @ weights + y_mean  # (M, T)
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two (N,) arrays; 0 when either is constant."""
+    a, b = a - a.mean(), b - b.mean()
+    denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denom) if denom > 0 else 0.0
+
+
+def probe_correlations(features: np.ndarray, targets: Mapping[str, np.ndarray], groups: np.ndarray,
+                       num_folds: int = 2, alpha: float = 1.0) -> dict[str, float]:
+    """Cross-validated linear probe: for each fold, fit on the other folds and predict this one; return the
+    correlation of the pooled held-out predictions with the truth, per target.
+
+    Args:
+        features: (N, D) one feature vector per frame.
+        targets: name -> (N,) true value per frame.
+        groups: (N,) clip of every frame (the unit of the split).
+        num_folds: folds of clips (2: fit on half of the clips, test on the other half, and back).
+        alpha: ridge penalty (see ``ridge_predict``).
+    Returns:
+        name -> Pearson r in [-1, 1] (0 for a constant prediction or truth).
+    """
+    names = list(targets)
+    y = np.stack([np.asarray(targets[n], np.float64) for n in names], axis=1)  # (N, T)
+    x = np.asarray(features, np.float64)  # (N, D)
+    if x.ndim != 2 or len(x) != len(y) or len(groups) != len(y):
+        raise ValueError(f"features {x.shape}, targets {y.shape} and groups {len(groups)} do not match")
+    folds = clip_folds(np.asarray(groups), num_folds)
+    pred = np.zeros_like(y)  # (N, T)
+    for k in range(num_folds):
+        test = folds == k
+        pred[test] = ridge_predict(x[~test], y[~test], x[test], alpha)
+    return {n: pearson(pred[:, i], y[:, i]) for i, n in enumerate(names)}

@@ -1,0 +1,235 @@
+"""Stage 2 (``train_disentangle``): the motion probe's math, phases and learning rates, input checks (no Ray), and
+two Ray Train runs with 2 workers on the micro corpus: one through the phase boundary (snapshot, MLflow run,
+artifacts, phase two freezing all but G and D), then a longer rerun that resumes it."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import typer
+from mlflow.tracking import MlflowClient
+
+from models.config import to_dict
+from models.losses import LossWeights
+from models.talking_head import TALKING_HEAD_PRESETS, build_talking_head
+from pipelines.ray_env import RayConfig
+from pipelines.train.augment import AugmentConfig
+from pipelines.train.config import ScalingParams, ScheduleParams
+from pipelines.train.contrastive import build_net
+from pipelines.train.disentangle import (
+    PHASE_ONE,
+    PHASE_TWO,
+    StageInputError,
+    apply_phase,
+    build_networks,
+    group_learning_rates,
+    read_contrastive,
+    train_disentangle,
+)
+from pipelines.train.disentangle_config import (
+    DisentangleConfig,
+    DisentangleDataParams,
+    DisentangleLossParams,
+    DisentangleValParams,
+    FeatureLossParams,
+    LearningRateScales,
+    PhaseTwoParams,
+)
+from pipelines.train.harness import STATE_FILE
+from pipelines.train.probe import clip_folds, probe_correlations, probe_groups
+from stages.train_disentangle import run_command
+from storage.checkpoint import read_snapshot, save_snapshot
+from storage.tracking import TrackingConfig
+from storage.uri import S3Config, Storage
+
+BATCH = 4  # 2 per worker
+STEPS = 4
+PHASE_TWO_AT = 2 * BATCH  # updates 3 and 4 train only G and D
+CHECKPOINT_EVERY = 2 * BATCH
+TARGETS = ("yaw", "pitch", "roll", "blink")
+
+
+def stage_one_snapshot(path: Path, audio_changes: dict | None = None) -> str:
+    """A fresh (untrained) stage-1 network saved as train_contrastive would (optionally another E_a preset)."""
+    preset = TALKING_HEAD_PRESETS["tiny"]
+    audio = dataclasses.replace(preset.audio, **(audio_changes or {}))
+    config = {"audio": to_dict(audio), "visual": to_dict(preset.visual), "init_temperature": 0.07}
+    torch.manual_seed(0)
+    save_snapshot(path, config, build_net(config))
+    return str(path)
+
+
+def make_config(shards: str, contrastive: str, root: Path, total_steps: int) -> DisentangleConfig:
+    """The tiny stage config: 2 workers, batch 4, phase two and a checkpoint after update 2."""
+    schedule = ScheduleParams(
+        batch_size=BATCH, accum_rounds=1, total_samples=total_steps * BATCH, lr=1e-3, warmup_samples=BATCH,
+        decay_samples=8 * BATCH, min_lr_ratio=0.1, grad_clip=1.0, ema_decay=0.5, log_every_samples=BATCH,
+        checkpoint_every_samples=CHECKPOINT_EVERY, seed=3, max_failures=0, mixed_precision=False)
+    tracking = TrackingConfig(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "mlruns"),
+                              experiment="test-train", pipeline_id="test-pipeline")
+    return DisentangleConfig(
+        model="tiny", discriminator="tiny", memory_bank="tiny", identity_weights=None, train_visual_backbone=True,
+        train_audio_encoder=False, betas=(0.5, 0.999),
+        lr_scale=LearningRateScales(identity=1.0, visual=0.5, audio=1.0, generator=1.0, discriminator=0.5),
+        phase_two=PhaseTwoParams(start_samples=PHASE_TWO_AT, lr=5e-4, warmup_samples=0, decay_samples=8 * BATCH,
+                                 min_lr_ratio=0.1),
+        loss=DisentangleLossParams(gan_kind="nonsaturating", weights=LossWeights()),
+        feature_losses=FeatureLossParams(vgg="tiny", vgg_weights=None, vgg_layer_weights=(1 / 32, 1 / 16, 1 / 8,
+                                         1 / 4, 1.0), gaze="tiny", gaze_weights=None, gaze_distance="l1",
+                                         allow_random_features=False),
+        augment=AugmentConfig(),
+        data=DisentangleDataParams(num_identity_frames=2, min_identity_distance=5, samples_per_clip=2,
+                                   shuffle_buffer=4, loader_workers=0),
+        val=DisentangleValParams(clips=2, frames_per_clip=8, recon_frames_per_clip=3, grid_rows=3,
+                                 probe_targets=TARGETS, probe_folds=2, probe_ridge=1.0),
+        schedule=schedule, scaling=ScalingParams(num_workers=2, use_gpu=False, cpus_per_worker=1),
+        contrastive=contrastive, shards=shards, work=str(root / "work"), out=str(root / "disentangle.pt"),
+        tracking=tracking, s3=S3Config(), ray=RayConfig(address="", num_cpus=2))
+
+
+# The probe: no Ray.
+
+def test_probe_finds_a_linear_code_and_nothing_in_noise() -> None:
+    rng = np.random.default_rng(0)
+    clips = np.repeat(np.arange(8), 40)  # (320,)
+    target = rng.normal(size=320) + clips * 0.3  # (320,) varies within and across clips
+    mixing = rng.normal(size=(1, 12))
+    coded = target[:, None] @ mixing + 0.05 * rng.normal(size=(320, 12))  # (320, 12) linear in the target
+    noise = rng.normal(size=(320, 12))
+    assert probe_correlations(coded, {"t": target}, clips)["t"] > 0.98
+    assert abs(probe_correlations(noise, {"t": target}, clips)["t"]) < 0.2
+
+
+def test_probe_folds_keep_clips_whole_and_fall_back_to_time_blocks() -> None:
+    clips = np.array([5, 5, 2, 2, 9, 9, 5])
+    folds = clip_folds(clips, 2)
+    assert folds.tolist() == [0, 0, 1, 1, 0, 0, 0]
+    with pytest.raises(ValueError, match="1 clips cannot fill 2 folds"):
+        clip_folds(np.zeros(4, int), 2)
+    one_clip = probe_groups(np.zeros(6, int), np.array([9, 1, 3, 5, 7, 11]), 2)
+    assert one_clip.tolist() == [1, 0, 0, 0, 1, 1]  # frames 1, 3, 5 vs 7, 9, 11
+    assert probe_groups(clips, np.arange(7), 2).tolist() == clips.tolist()
+
+
+# Phases, learning rates and inputs: no Ray.
+
+def test_phase_two_freezes_all_but_the_generator_and_switches_schedules(tmp_path) -> None:
+    cfg = make_config("shards", stage_one_snapshot(tmp_path / "c.pt"), tmp_path, STEPS)
+    head, scale, _ = build_networks(cfg, read_contrastive(cfg.contrastive, Storage(), "tiny"))
+    apply_phase(head, scale, cfg, PHASE_ONE)
+    trained = {n.split(".")[0] for n, p in head.named_parameters() if p.requires_grad}
+    assert trained == {"identity_encoder", "visual_encoder", "mlp_a2l", "generator"}  # E_a stays frozen
+    assert not head.audio_encoder.training and head.visual_encoder.backbone.training
+    apply_phase(head, scale, cfg, PHASE_TWO)
+    assert {n.split(".")[0] for n, p in head.named_parameters() if p.requires_grad} == {"generator"}
+    assert not head.visual_encoder.backbone.training and not scale.log_scale.requires_grad
+    before, after = group_learning_rates(PHASE_TWO_AT - BATCH, cfg), group_learning_rates(PHASE_TWO_AT, cfg)
+    assert before["generator"] > 0 and before["visual"] == pytest.approx(0.5 * before["generator"])
+    assert after == pytest.approx({"identity": 0.0, "visual": 0.0, "audio": 0.0, "generator": 5e-4,
+                                   "discriminator": 2.5e-4})
+
+
+def test_stage_one_snapshot_is_checked(tmp_path) -> None:
+    missing = str(tmp_path / "nothing.pt")
+    with pytest.raises(StageInputError, match="no stage-1 snapshot at .*nothing.pt"):
+        read_contrastive(missing, Storage(), "tiny")
+    other = stage_one_snapshot(tmp_path / "other.pt", {"attention_dim": 16})
+    with pytest.raises(StageInputError, match="another model preset"):
+        read_contrastive(other, Storage(), "tiny")
+
+
+def test_stage_command_names_the_missing_stage_one_snapshot(tmp_path, capsys) -> None:
+    cfg = make_config(str(tmp_path / "pre"), str(tmp_path / "models" / "contrastive.pt"), tmp_path, STEPS)
+    with pytest.raises(typer.Exit) as exit_info:
+        run_command(cfg)
+    assert exit_info.value.exit_code == 2
+    err = capsys.readouterr().err
+    assert "contrastive.pt" in err and "train-contrastive" in err and "train_disentangle.contrastive" in err
+
+
+# Ray Train runs.
+
+def states_by_step(result) -> dict[int, dict]:
+    """Rank 0's training state of every checkpoint Ray kept, by step."""
+    states = {}
+    for checkpoint, _ in result.best_checkpoints:
+        with checkpoint.as_directory() as folder:
+            state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
+        states[state["step"]] = state
+    return states
+
+
+def stage_runs(cfg: DisentangleConfig) -> list:
+    client = MlflowClient(cfg.tracking.tracking_uri)
+    return client.search_runs([client.get_experiment_by_name("test-train").experiment_id],
+                              "tags.`thpad.stage` = 'train_disentangle'", order_by=["attributes.start_time ASC"])
+
+
+def metric_steps(cfg: DisentangleConfig, run_id: str, key: str) -> list[int]:
+    return sorted(m.step for m in MlflowClient(cfg.tracking.tracking_uri).get_metric_history(run_id, key))
+
+
+@pytest.fixture(scope="module")
+def first_run(shards, tmp_path_factory):
+    """STEPS updates through the phase boundary; the states of its two checkpoints are read at once (a rerun in
+    the same folder replaces them)."""
+    root = tmp_path_factory.mktemp("disentangle")
+    cfg = make_config(shards, stage_one_snapshot(root / "contrastive.pt"), root, STEPS)
+    result = train_disentangle(cfg)
+    return cfg, result, states_by_step(result)
+
+
+def test_run_writes_snapshot_metrics_and_artifacts(first_run) -> None:
+    cfg, result, states = first_run
+    assert result.metrics["step"] == STEPS and result.metrics["cur_nsamples"] == STEPS * BATCH
+    config, state = read_snapshot(cfg.out)
+    head = build_talking_head(config)
+    head.load_state_dict(state, strict=True)
+    for name, value in states[STEPS]["ema"].items():
+        assert torch.equal(state[name], value), name
+
+    (run,) = stage_runs(cfg)
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["model"] == "tiny" and params["phase_two.start_samples"] == str(PHASE_TWO_AT)
+    assert metric_steps(cfg, run.info.run_id, "train/loss_g") == list(range(1, STEPS + 1))
+    assert metric_steps(cfg, run.info.run_id, "val/recon_l1") == [0, 2, 4]  # start, checkpoint, end
+    keys = {"train/loss_d", "train/gan", "train/feat", "train/ol", "train/cl", "train/lr_generator",
+            "train/lr_discriminator", "train/samples_per_s", "val/recon_l1", "val/psnr",
+            *(f"val/probe_{f}/{t}" for f in ("nl", "lip") for t in TARGETS)}
+    assert keys <= set(run.data.metrics), keys - set(run.data.metrics)
+    assert "train/vgg" not in run.data.metrics and "train/gaze" not in run.data.metrics  # no weights: off
+    assert "unavailable" in run.data.tags["thpad.loss.vgg"] and "unavailable" in run.data.tags["thpad.loss.gaze"]
+    assert run.data.metrics["progress/phase"] == PHASE_TWO
+    artifacts = {a.path for a in MlflowClient(cfg.tracking.tracking_uri).list_artifacts(run.info.run_id)}
+    assert {"recon_grid.png", "config.json", "snapshot"} <= artifacts
+
+
+def test_phase_two_trains_only_generator_and_discriminator(first_run) -> None:
+    cfg, _, states = first_run
+    assert sorted(states) == [2, 4]  # the checkpoint at the boundary and the final one
+    start = read_contrastive(cfg.contrastive, Storage(), "tiny")
+    at_boundary, end = states[2], states[4]
+    for name, value in start.audio_encoder.state_dict().items():  # E_a: frozen throughout
+        assert torch.equal(end["model"][f"audio_encoder.{name}"], value), name
+    backbone = start.visual_encoder.state_dict()
+    assert any(not torch.equal(at_boundary["model"][f"visual_encoder.{n}"], v) for n, v in backbone.items())
+    changed = {name for name, value in end["model"].items() if not torch.equal(value, at_boundary["model"][name])}
+    assert changed and all(name.startswith("generator.") for name in changed), sorted(changed)[:5]
+    assert any(not torch.equal(v, at_boundary["discriminator"][n]) for n, v in end["discriminator"].items())
+
+
+def test_longer_rerun_resumes(first_run, shards) -> None:
+    cfg, first, _ = first_run
+    longer = dataclasses.replace(cfg, schedule=dataclasses.replace(cfg.schedule, total_samples=(STEPS + 2) * BATCH))
+    resumed = train_disentangle(longer)
+    assert resumed.path == first.path and resumed.metrics["step"] == STEPS + 2
+    runs = stage_runs(cfg)
+    assert [metric_steps(cfg, r.info.run_id, "train/loss_g") for r in runs] == [[1, 2, 3, 4], [5, 6]]
+    resumed_from = MlflowClient(cfg.tracking.tracking_uri).get_metric_history(runs[1].info.run_id,
+                                                                             "progress/resumed_from_nsamples")
+    assert [int(m.value) for m in resumed_from] == [STEPS * BATCH]
