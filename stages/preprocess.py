@@ -10,7 +10,15 @@ from pathlib import Path
 import typer
 
 from pipelines.preprocess.run import run_preprocess
-from stages.common import DRY_RUN_OPTION, EXIT_CONFIG, EXIT_FAILED, PARAMS_OPTION, print_dry_run, read_params
+from stages.common import (
+    DRY_RUN_OPTION,
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    PARAMS_OPTION,
+    print_dry_run,
+    read_params,
+    with_absolute_paths,
+)
 from storage.uri import Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -30,6 +38,7 @@ def preprocess(
     p = read_params(params)
     overrides = {"source": src, "out": out, "workers": workers}
     cfg = dataclasses.replace(p.preprocess, **{k: v for k, v in overrides.items() if v is not None})
+    cfg = with_absolute_paths(cfg, "source", "out")  # Ray workers of a joined cluster run in other folders
     if dry_run:
         print_dry_run(cfg)
         return
