@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from pipelines.features.extract import run_extract
+from pipelines.features.extract import record_run, run_extract
 from stages.common import (
     DRY_RUN_OPTION,
     EXIT_CONFIG,
@@ -35,6 +35,7 @@ def extract_features(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTIO
     except StorageError as err:
         typer.secho(f"error: {err}\n(rerun the same command to resume)", err=True, fg=typer.colors.RED)
         raise typer.Exit(EXIT_FAILED) from err
+    record_run(cfg, summary)
     speed = f"{summary['frames_per_s']:.0f} frames/s per worker" if summary["frames_per_s"] else "all resumed"
     typer.echo(f"extract_features: {sum(summary['clips'].values())} clips, {sum(summary['frames'].values())} "
                f"frames in {summary['seconds']:.1f} s ({summary['shards_resumed']} shards resumed, {speed}); "

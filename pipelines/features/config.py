@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipelines.ray_env import RayConfig
+from storage.tracking import TrackingConfig
 from storage.uri import S3Config
 
 
@@ -16,7 +17,8 @@ class FeaturesConfig:
     folder (``manifest.parquet``, ``shards/``); ``out`` the features folder (storage/features.py, the DVC out).
     ``workers`` Ray Data actors, each with ``cpus_per_worker`` CPUs (its torch threads) and ``gpus_per_worker``
     GPUs (0: run on CPU; > 0: the encoders run on the actor's GPU), extract one shard at a time;
-    ``batch_frames`` frames of a clip go through the encoders at once (it bounds memory, not results).
+    ``batch_frames`` frames of a clip go through the encoders at once (it bounds memory, not results). The run is
+    recorded as the MLflow run of stage ``extract_features`` (``tracking``), beside the training stages.
     """
 
     disentangle: str
@@ -26,6 +28,7 @@ class FeaturesConfig:
     cpus_per_worker: float
     gpus_per_worker: float
     batch_frames: int
+    tracking: TrackingConfig
     s3: S3Config
     ray: RayConfig
 

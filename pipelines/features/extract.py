@@ -360,3 +360,20 @@ def _per_split(records: list[dict], field: str | None) -> dict[str, int]:
     for rec in records:
         counts[rec["split"]] += 1 if field is None else rec[field]
     return dict(sorted(counts.items()))
+
+
+def record_run(cfg: FeaturesConfig, summary: Mapping[str, Any]) -> str:
+    """Record an extraction as the MLflow run of stage ``extract_features`` (under the pipeline's parent run):
+    the resolved params, the counts and speed as metrics, ``info.json`` as an artifact. Returns the run id."""
+    from storage.tracking import open_stage_run
+
+    run = open_stage_run(cfg.tracking, "extract_features", params=to_dict(cfg),
+                         tags={"thpad.input.disentangle": str(summary["snapshot"])})
+    metrics = {f"clips/{split}": n for split, n in summary["clips"].items()}
+    metrics.update({f"frames/{split}": n for split, n in summary["frames"].items()})
+    metrics.update({"seconds": summary["seconds"], "shards_resumed": summary["shards_resumed"],
+                    "frames_per_s_per_worker": summary["frames_per_s"] or 0.0})
+    run.log_metrics(metrics, 0)
+    run.log_dict(dict(summary), "info.json")
+    run.close("FINISHED")
+    return run.run_id

@@ -23,6 +23,7 @@ from storage.features import feature_file_uri, list_feature_files, read_feature_
 from storage.manifest import list_shards, manifest_uri, read_manifest
 from storage.readers import iter_raw, to_tensor
 from storage.shards import MEL, decode_frames, decode_meta, load_npy
+from storage.tracking import TrackingConfig
 from storage.uri import S3Config, Storage
 from storage.windows import mel_window
 
@@ -43,7 +44,10 @@ def make_snapshot(path: Path, seed: int) -> Path:
 def make_config(shards: str, snapshot: Path, out: Path) -> FeaturesConfig:
     """2 actors of 1 CPU; 16 frames per batch, so each 50-frame clip spans several batches."""
     return FeaturesConfig(disentangle=str(snapshot), shards=shards, out=str(out), workers=2, cpus_per_worker=1,
-                          gpus_per_worker=0, batch_frames=16, s3=S3Config(), ray=RayConfig(address="", num_cpus=2))
+                          gpus_per_worker=0, batch_frames=16,
+                          tracking=TrackingConfig(tracking_uri=f"sqlite:///{out}.db", artifact_root=f"{out}-mlruns",
+                                                  experiment="test-features", pipeline_id="test-pipeline"),
+                          s3=S3Config(), ray=RayConfig(address="", num_cpus=2))
 
 
 def all_shards(folder: str) -> list[str]:
@@ -172,3 +176,20 @@ def test_stale_shard_files_are_removed_and_nothing_else(tmp_path) -> None:
     assert remove_stale(out, [{"shard": kept, "split": "train"}], storage) == 1
     assert sorted(Path(p).name for p in storage.list_files(out)) == [
         "not-ours.parquet", "train-000000.json", "train-000000.parquet"]
+
+
+def test_extraction_is_recorded_as_an_mlflow_stage_run(first) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.features.extract import record_run
+    from storage.tracking import TAG_PARENT_RUN
+
+    cfg, summary = first
+    run_id = record_run(cfg, summary)
+    client = MlflowClient(cfg.tracking.tracking_uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["thpad.stage"] == "extract_features"
+    assert run.data.tags[TAG_PARENT_RUN] and run.data.tags["thpad.input.disentangle"] == summary["snapshot"]
+    assert run.data.params["batch_frames"] == "16"
+    assert run.data.metrics["clips/train"] == summary["clips"]["train"] > 0
+    assert [a.path for a in client.list_artifacts(run_id)] == ["info.json"]
