@@ -44,12 +44,14 @@ def micro_corpus(tmp_path_factory, micro_params) -> tuple[Path, dict]:
 
 @pytest.fixture(scope="session")
 def ray_head():
-    """One local Ray head for the whole session: 127.0.0.1, free ports, 2 CPUs, with the dashboard (the
+    """One local Ray head for the whole session: 127.0.0.1, free ports, 4 logical CPUs, with the dashboard (the
     Jobs API of ``thpad submit``). Its processes are stopped and its temp folder removed at the end."""
     from pipelines.ray_env import LOCAL_ENV, start_local_head, stop_local_head
 
     os.environ.update(LOCAL_ENV)  # drivers joining a loopback head need them too (else Ray uses the host IP)
-    head = start_local_head(num_cpus=2)
+    # 4 logical CPUs on 2 cores: a Ray Data actor that outlives a SIGKILLed driver (the killed-preprocess test)
+    # must not leave a 2-worker TorchTrainer waiting for resources for ever.
+    head = start_local_head(num_cpus=4)
     yield head
     stop_local_head(head)
 
