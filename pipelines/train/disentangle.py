@@ -16,7 +16,9 @@ Where the paper is silent, what we chose:
 - E_v's backbone. The paper's is pretrained as in LPD; we have no such weights, so with
   ``train_visual_backbone`` it trains here with LPD's recipe: E_v sees the driving frame under strong pixel
   and affine augmentation (pipelines/train/augment.py), G rebuilds the clean frame, and the identity frames
-  come from the same clip at least ``data.min_identity_distance`` frames away.
+  come from the same clip at least ``data.min_identity_distance`` frames away. L_cl reaches MLP_cl only
+  (f_v detached): stage 1 made the backbone audio-aligned and nearly blind to pose, and L_cl would keep
+  pulling it there while reconstruction is to teach it pose.
 - Order and parallelism. Each update is a D step then a G step on the same fakes (with several accumulation
   rounds the G step recomputes them). Gradients are averaged by hand per step, as StyleGAN3 does, instead of
   DDP, whose hooks fit neither the G step's backward through a frozen D nor phase two's frozen encoders.
@@ -24,8 +26,12 @@ Where the paper is silent, what we chose:
   ``phase_two.start_samples`` the encoders are frozen and in eval mode (BatchNorm statistics fixed), and G and
   D follow the ``phase_two`` schedule. Frozen modules always run in eval mode.
 - Validation (rank 0, EMA networks, no generator noise): reconstruction L1 and PSNR of val driving frames
-  from same-clip identity frames, and a linear probe of the corpus's true motion from f_nl and from f_l
-  (pipelines/train/probe.py), skipped on data without truth.
+  from same-clip identity frames; how much G relies on f_nl and whether f_nl has collapsed (see
+  ``validate``); and a linear probe of the corpus's true motion from f_nl and from f_l
+  (pipelines/train/probe.py), skipped on data without truth. The probe centres features and truth per clip:
+  it scores how a feature follows the motion within a clip, which is what "tracking" pose means, and not
+  per-clip offsets (each val clip of the sample corpus is another identity, whose offsets a linear probe
+  fitted on other identities cannot place; even raw pixels score near 0 on uncentred yaw).
 """
 
 from __future__ import annotations
@@ -362,8 +368,9 @@ def discriminator_loss(disc: nn.Module, r: Round, fake: torch.Tensor, cfg: Disen
     return adversarial_d_loss(real_logits, fake_logits, cfg.loss.gan_kind)
 
 
-def generator_terms(out: TalkingHeadOutput, r: Round, disc: nn.Module, loss_nets: LossNets, logit_scale: LogitScale,
-                    bank: MemoryBank, cfg: DisentangleConfig, phase: int) -> dict[str, torch.Tensor]:
+def generator_terms(out: TalkingHeadOutput, r: Round, disc: nn.Module, loss_nets: LossNets, mlp_cl: nn.Module,
+                    logit_scale: LogitScale, bank: MemoryBank, cfg: DisentangleConfig,
+                    phase: int) -> dict[str, torch.Tensor]:
     """The terms of Eq. IV (keys of ``LossWeights``); L_ol and L_cl only in phase one (nothing they reach
     trains in phase two), L_VGG and L_gaze only when their networks are available."""
     weights = cfg.loss.weights
@@ -377,33 +384,60 @@ def generator_terms(out: TalkingHeadOutput, r: Round, disc: nn.Module, loss_nets
             terms[name] = net(r.real, out.image)
     if phase == PHASE_ONE:
         terms["ol"] = orthogonality_loss(out.f_ol, out.f_a)
-        if weights.cl > 0:
-            terms["cl"] = info_nce_loss(out.f_cl, out.f_a, logit_scale(), bank.negatives())
+        if weights.cl > 0:  # MLP_cl on a detached f_v: L_cl must not pull E_v's backbone back to stage 1's features
+            f_cl = mlp_cl(out.f_v.detach())  # (b, D)
+            terms["cl"] = info_nce_loss(f_cl, out.f_a, logit_scale(), bank.negatives())
     return terms
 
 
 # Validation.
 
 @torch.no_grad()
+def reconstruct(ema: TalkingHead, identity: torch.Tensor, real: torch.Tensor,
+                mels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The EMA generator's reconstructions (no noise) of one chunk, with its true f_nl and with the f_nl of the
+    next frame of the chunk (rolled by one): how much G relies on f_nl.
+
+    Args:
+        identity: (R, K, 3, S, S); real: (R, 3, S, S); mels: (R, 1, M, W), all on the networks' device.
+    Returns:
+        two (R, 3, S, S) images.
+    """
+    f_id, id_map = ema.encode_identity(identity)  # (R, id_dim), (R, C, 7, 7)
+    f_nl, (_, f_l) = ema.visual_encoder(real).f_nl, ema.encode_audio(mels)  # (R, 42), (R, lip)
+    own = ema.synthesize(f_id, id_map, f_nl, f_l, noise_mode="none")
+    swapped = ema.synthesize(f_id, id_map, f_nl.roll(1, dims=0), f_l, noise_mode="none")
+    return own, swapped
+
+
+@torch.no_grad()
 def validate(ema: TalkingHead, val: ValSet | None,
              cfg: DisentangleConfig) -> tuple[dict[str, float], torch.Tensor | None]:
-    """Reconstruction L1 / PSNR and the motion probe (``val/...``) of the EMA networks, and the grid's rows
-    (identity frame, driving frame, reconstruction) as an (R', 3, 3, S, S) tensor; nothing without val data."""
+    """Validation metrics of the EMA networks (``val/...``) and the grid's rows (identity frame, driving frame,
+    reconstruction) as an (R', 3, 3, S, S) tensor; nothing without val data.
+
+    Metrics: reconstruction L1 and PSNR; ``nl_reliance``, the L1 increase when each frame gets another frame's
+    f_nl (about 0 while G ignores the non-lip code); ``nl_spread``, f_nl's mean per-dimension standard deviation
+    over the val frames (near 0 when the code has collapsed to a constant); the motion probe.
+    """
     if val is None:
         return {}, None
     device = next(ema.parameters()).device
     real, mels = val.images[val.recon_rows], val.mels[val.recon_rows]  # (R, 3, S, S), (R, 1, M, W)
-    recon = torch.cat([ema(val.identity[rows].to(device), real[rows].to(device), mels[rows].to(device),
-                           noise_mode="none").image.cpu() for rows in torch.arange(len(real)).split(VAL_CHUNK)])
+    pairs = [reconstruct(ema, val.identity[rows].to(device), real[rows].to(device), mels[rows].to(device))
+             for rows in torch.arange(len(real)).split(VAL_CHUNK)]
+    recon, swapped = (torch.cat([pair[i].cpu() for pair in pairs]) for i in (0, 1))  # (R, 3, S, S) each
     mse = (recon - real).pow(2).mean(dim=(1, 2, 3))  # (R,)
-    metrics = {"val/recon_l1": float((recon - real).abs().mean()),
-               "val/psnr": float((10 * torch.log10(4.0 / mse.clamp_min(1e-10))).mean())}  # peak-to-peak 2
+    l1 = float((recon - real).abs().mean())
+    f_nl = torch.cat([ema.visual_encoder(x.to(device)).f_nl.cpu() for x in val.images.split(VAL_CHUNK)])  # (N, 42)
+    metrics = {"val/recon_l1": l1, "val/psnr": float((10 * torch.log10(4.0 / mse.clamp_min(1e-10))).mean()),
+               "val/nl_reliance": float((swapped - real).abs().mean()) - l1,
+               "val/nl_spread": float(f_nl.std(dim=0).mean())}  # PSNR: peak-to-peak 2
     if val.truth is not None:
-        f_nl = torch.cat([ema.visual_encoder(x.to(device)).f_nl.cpu() for x in val.images.split(VAL_CHUNK)])  # (N, 42)
         f_l = torch.cat([ema.encode_audio(m.to(device))[1].cpu() for m in val.mels.split(VAL_CHUNK)])  # (N, lip)
         for name, feats in (("nl", f_nl), ("lip", f_l)):
             scores = probe_correlations(feats.double().numpy(), val.truth, val.groups, cfg.val.probe_folds,
-                                        cfg.val.probe_ridge)
+                                        cfg.val.probe_ridge, within_groups=True)
             metrics |= {f"val/probe_{name}/{target}": r for target, r in scores.items()}
     rows = np.unique(np.linspace(0, len(real) - 1, min(cfg.val.grid_rows, len(real))).round().astype(int))
     grid = torch.stack([val.identity[rows, 0], real[rows], recon[rows]], dim=1)  # (R', 3, 3, S, S)
@@ -414,7 +448,7 @@ def grid_figure(grid: torch.Tensor, title: str) -> Figure:
     """An image of (rows, columns, 3, S, S) frames in [-1, 1]: identity | driving | reconstruction per row."""
     rows, cols = grid.shape[:2]
     tiled = grid.permute(0, 3, 1, 4, 2).flatten(0, 1).flatten(1, 2)  # (rows*S, cols*S, 3)
-    fig = Figure(figsize=(1.2 * cols + 0.6, 1.2 * rows + 0.6), dpi=100)
+    fig = Figure(figsize=(1.2 * cols + 0.6, 1.2 * rows + 0.6), dpi=100, layout="tight")
     ax = fig.add_subplot()
     ax.imshow(((tiled.clamp(-1, 1) + 1) / 2).numpy())
     size = grid.shape[-1]
@@ -555,7 +589,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         for i, r in enumerate(rounds):
             with autocast:
                 out = outs[i] if keep_graph else head(r.identity, r.driving, r.mel)
-                terms = generator_terms(out, r, disc, loss_nets, logit_scale, bank, cfg, phase)
+                terms = generator_terms(out, r, disc, loss_nets, head.visual_encoder.mlp_cl, logit_scale, bank, cfg,
+                                        phase)
                 loss_g = weighted_total(terms, cfg.loss.weights)
             (loss_g / s.accum_rounds).backward()
             bank.push(gather_rows(out.f_a.detach().float(), world_size))  # all ranks' audio features, rank order

@@ -114,8 +114,8 @@ class DisentangleValParams:
     """The fixed validation set (rank 0, EMA networks), read from the first ``clips`` val clips.
 
     ``frames_per_clip`` evenly spaced frames per clip feed the probe (f_nl and f_l against the corpus's
-    motion truth, ``probe_targets``); ``recon_frames_per_clip`` of them, with identity frames drawn as in
-    training, feed the reconstruction metrics and the first ``grid_rows`` of those the image grid.
+    motion truth, ``probe_targets``, ridge penalty ``probe_ridge``); ``recon_frames_per_clip`` of them, with
+    identity frames drawn as in training, feed the reconstruction metrics and ``grid_rows`` of those the grid.
     """
 
     clips: int

@@ -75,8 +75,16 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / denom) if denom > 0 else 0.0
 
 
+def center_groups(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """``x`` (N, ...) with each group's mean subtracted from its rows."""
+    out = np.array(x, np.float64)
+    for g in np.unique(groups):
+        out[groups == g] -= out[groups == g].mean(axis=0)
+    return out
+
+
 def probe_correlations(features: np.ndarray, targets: Mapping[str, np.ndarray], groups: np.ndarray,
-                       num_folds: int = 2, alpha: float = 1.0) -> dict[str, float]:
+                       num_folds: int = 2, alpha: float = 1.0, within_groups: bool = False) -> dict[str, float]:
     """Cross-validated linear probe: for each fold, fit on the other folds and predict this one; return the
     correlation of the pooled held-out predictions with the truth, per target.
 
@@ -86,15 +94,20 @@ def probe_correlations(features: np.ndarray, targets: Mapping[str, np.ndarray], 
         groups: (N,) clip of every frame (the unit of the split).
         num_folds: folds of clips (2: fit on half of the clips, test on the other half, and back).
         alpha: ridge penalty (see ``ridge_predict``).
+        within_groups: subtract each clip's mean from features and targets first, so the probe scores how a
+            feature follows the motion within a clip and per-clip offsets (identity, mean pose) do not count.
     Returns:
         name -> Pearson r in [-1, 1] (0 for a constant prediction or truth).
     """
     names = list(targets)
+    groups = np.asarray(groups)
     y = np.stack([np.asarray(targets[n], np.float64) for n in names], axis=1)  # (N, T)
     x = np.asarray(features, np.float64)  # (N, D)
     if x.ndim != 2 or len(x) != len(y) or len(groups) != len(y):
         raise ValueError(f"features {x.shape}, targets {y.shape} and groups {len(groups)} do not match")
-    folds = clip_folds(np.asarray(groups), num_folds)
+    if within_groups:
+        x, y = center_groups(x, groups), center_groups(y, groups)
+    folds = clip_folds(groups, num_folds)
     pred = np.zeros_like(y)  # (N, T)
     for k in range(num_folds):
         test = folds == k

@@ -102,6 +102,11 @@ def test_probe_finds_a_linear_code_and_nothing_in_noise() -> None:
     noise = rng.normal(size=(320, 12))
     assert probe_correlations(coded, {"t": target}, clips)["t"] > 0.98
     assert abs(probe_correlations(noise, {"t": target}, clips)["t"]) < 0.2
+    # A feature that only knows each clip's mean of the target scores high across clips, not within them.
+    clip_means = np.stack([target[clips == c].mean() for c in range(8)])[clips][:, None] * mixing  # (320, 12)
+    assert probe_correlations(clip_means, {"t": target}, clips)["t"] > 0.5
+    assert abs(probe_correlations(clip_means, {"t": target}, clips, within_groups=True)["t"]) < 0.2
+    assert probe_correlations(coded, {"t": target}, clips, within_groups=True)["t"] > 0.98
 
 
 def test_probe_folds_keep_clips_whole_and_fall_back_to_time_blocks() -> None:
@@ -199,8 +204,8 @@ def test_run_writes_snapshot_metrics_and_artifacts(first_run) -> None:
     assert metric_steps(cfg, run.info.run_id, "train/loss_g") == list(range(1, STEPS + 1))
     assert metric_steps(cfg, run.info.run_id, "val/recon_l1") == [0, 2, 4]  # start, checkpoint, end
     keys = {"train/loss_d", "train/gan", "train/feat", "train/ol", "train/cl", "train/lr_generator",
-            "train/lr_discriminator", "train/samples_per_s", "val/recon_l1", "val/psnr",
-            *(f"val/probe_{f}/{t}" for f in ("nl", "lip") for t in TARGETS)}
+            "train/lr_discriminator", "train/samples_per_s", "val/recon_l1", "val/psnr", "val/nl_reliance",
+            "val/nl_spread", *(f"val/probe_{f}/{t}" for f in ("nl", "lip") for t in TARGETS)}
     assert keys <= set(run.data.metrics), keys - set(run.data.metrics)
     assert "train/vgg" not in run.data.metrics and "train/gaze" not in run.data.metrics  # no weights: off
     assert "unavailable" in run.data.tags["thpad.loss.vgg"] and "unavailable" in run.data.tags["thpad.loss.gaze"]
