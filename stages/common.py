@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
@@ -47,3 +47,9 @@ def with_absolute_paths(cfg: Any, *fields: str) -> Any:
 def print_dry_run(cfg: Any) -> None:
     """The resolved config, as JSON on stdout."""
     typer.echo(dump_json(cfg))
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print ``message`` as an error on stderr and exit with ``code``."""
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)

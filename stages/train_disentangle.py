@@ -14,6 +14,7 @@ from stages.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
     PARAMS_OPTION,
+    fail,
     print_dry_run,
     read_params,
     with_absolute_paths,
@@ -26,12 +27,6 @@ def train_disentangle(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTI
     EMA talking head to train_disentangle.out. A rerun with the same config and inputs resumes its training state."""
     cfg = with_absolute_paths(read_params(params).train_disentangle, "shards", "contrastive", "work", "out")
     run_command(cfg, dry_run)
-
-
-def fail(message: str, code: int) -> None:
-    """Print ``message`` as an error and exit with ``code``."""
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(code)
 
 
 def run_command(cfg: DisentangleConfig, dry_run: bool = False) -> None:

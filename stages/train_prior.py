@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -14,6 +16,7 @@ from stages.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
     PARAMS_OPTION,
+    fail,
     print_dry_run,
     read_params,
     with_absolute_paths,
@@ -29,18 +32,22 @@ def train_prior(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) ->
     if dry_run:
         print_dry_run(cfg)
         return
-    try:
-        check_features(cfg.features, Storage(cfg.s3))
-    except (FileNotFoundError, ValueError) as err:
-        typer.secho(f"error: {err} (train_prior.features)", err=True, fg=typer.colors.RED)
-        raise typer.Exit(EXIT_CONFIG) from err
-    try:
-        result = run_stage(cfg)
-    except StorageError as err:
-        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(EXIT_FAILED) from err
-    m, s = result.metrics or {}, f"{cfg.validation.guidance:g}"
+    m, s = run_motion_stage(cfg, STAGE, run_stage), f"{cfg.validation.guidance:g}"
     fd = {k: m.get(f"val/{k}", float("nan")) for k in (f"fd_s{s}", "fd_s0", f"fd_vel_s{s}", "fd_vel_s0")}
     typer.echo(f"{STAGE}: {m.get('step', 0)} steps, {m.get('cur_nsamples', 0)} samples; val FD of f_nl at s={s} "
                f"{fd[f'fd_s{s}']:.3f} vs s=0 {fd['fd_s0']:.3f} (velocity {fd[f'fd_vel_s{s}']:.3f} vs "
                f"{fd['fd_vel_s0']:.3f}); snapshot {cfg.out}")
+
+
+def run_motion_stage(cfg: Any, stage: str, run: Callable[[Any], Any]) -> dict[str, Any]:
+    """Check the features (exit 2 naming ``{stage}.features``), run a motion prior's stage (exit 1 on a storage
+    error) and return its final metrics."""
+    try:
+        check_features(cfg.features, Storage(cfg.s3))
+    except (FileNotFoundError, ValueError) as err:
+        fail(f"{err} ({stage}.features)", EXIT_CONFIG)
+    try:
+        result = run(cfg)
+    except StorageError as err:
+        fail(str(err), EXIT_FAILED)
+    return dict(result.metrics or {})

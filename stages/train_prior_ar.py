@@ -6,19 +6,10 @@ from pathlib import Path
 
 import typer
 
-from pipelines.train.motion_data import check_features
 from pipelines.train.prior_ar import STAGE
 from pipelines.train.prior_ar import train_prior_ar as run_stage
-from stages.common import (
-    DRY_RUN_OPTION,
-    EXIT_CONFIG,
-    EXIT_FAILED,
-    PARAMS_OPTION,
-    print_dry_run,
-    read_params,
-    with_absolute_paths,
-)
-from storage.uri import Storage, StorageError
+from stages.common import DRY_RUN_OPTION, PARAMS_OPTION, print_dry_run, read_params, with_absolute_paths
+from stages.train_prior import run_motion_stage
 
 
 def train_prior_ar(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None:
@@ -28,17 +19,7 @@ def train_prior_ar(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION)
     if dry_run:
         print_dry_run(cfg)
         return
-    try:
-        check_features(cfg.features, Storage(cfg.s3))
-    except (FileNotFoundError, ValueError) as err:
-        typer.secho(f"error: {err} (train_prior_ar.features)", err=True, fg=typer.colors.RED)
-        raise typer.Exit(EXIT_CONFIG) from err
-    try:
-        result = run_stage(cfg)
-    except StorageError as err:
-        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(EXIT_FAILED) from err
-    m = result.metrics or {}
+    m = run_motion_stage(cfg, STAGE, run_stage)
     typer.echo(f"{STAGE}: {m.get('step', 0)} steps, {m.get('cur_nsamples', 0)} samples; val FD of f_nl "
                f"{m.get('val/fd', float('nan')):.3f} (velocity {m.get('val/fd_vel', float('nan')):.3f}); "
                f"snapshot {cfg.out}")

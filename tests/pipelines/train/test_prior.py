@@ -200,3 +200,16 @@ def test_validation_settings_do_not_change_the_run_key(tmp_path) -> None:
     trained = dataclasses.replace(cfg, diffusion=dataclasses.replace(cfg.diffusion, cond_dropout=0.2))
     assert run_key(to_dict(trained), {"features": "a"}) != key
     assert run_key(to_dict(cfg), {"features": "b"}) != key  # changed features start fresh
+
+
+def test_killed_worker_of_a_prior_restarts_from_its_last_checkpoint(features, ray_train, tmp_path) -> None:
+    # Both priors share motion_loop's resume path; the AR prior is the cheaper one to run twice.
+    cfg = dataclasses.replace(ar_config(features, tmp_path),
+                              schedule=dataclasses.replace(common(features, tmp_path)["schedule"], max_failures=1))
+    result = train_prior_ar(cfg, fail_at_step=3)  # rank 1 SIGKILLs itself after update 3, once
+    assert result.metrics["step"] == STEPS
+    client, run = only_run(cfg, "train_prior_ar")
+    assert run.info.status == "FINISHED"
+    resumed = [int(m.value) for m in client.get_metric_history(run.info.run_id, "progress/resumed_from_nsamples")]
+    assert resumed == [2 * BATCH]  # restarted once, from the checkpoint at update 2
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))[-1] == STEPS

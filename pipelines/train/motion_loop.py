@@ -1,0 +1,262 @@
+"""The one training loop of the two motion priors (stage 4, diffusion; stage 5, auto-regressive), in EDM's
+order: initialise, load data, construct the network, set up the optimizer, resume, then accumulate → update →
+EMA with maintenance (log, validate, checkpoint), and finish with the figure and the snapshot.
+
+What differs between the priors is a ``MotionObjective``: the attention (causal or not), the process config
+stored in the snapshot, the loss, the validation and the figure. Both read the same windows of the extracted
+features (``motion_data``) with the same normalisation, schedule and checkpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from models.config import from_dict, to_dict
+from models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser, MotionDenoiserConfig
+from pipelines.train.harness import (
+    capture_rng,
+    crossed,
+    derive_seed,
+    ema_update,
+    failing_rank,
+    is_rank_zero,
+    kill_this_worker,
+    learning_rate,
+    load_checkpoint,
+    per_rank_batch,
+    report_checkpoint,
+    restore_rng,
+    set_learning_rate,
+)
+from pipelines.train.motion_data import (
+    MotionClip,
+    NormStats,
+    ValWindows,
+    endless_windows,
+    moments,
+    normalise_clips,
+    rank_clips,
+    read_clips,
+    stats_from_moments,
+    val_windows,
+)
+from storage.features import list_feature_files
+from storage.tracking import NullRun, StageRun, resume_stage_run
+from storage.uri import Storage
+
+log = logging.getLogger(__name__)
+
+# loss(model, denoiser config, x0 (b, W, N), audio (b, W, A), valid (b, W)) -> {"loss": scalar, ...}
+LossFn = Callable[[nn.Module, MotionDenoiserConfig, torch.Tensor, torch.Tensor, torch.Tensor],
+                  Mapping[str, torch.Tensor]]
+# validate(EMA network, val windows or None, normalisation) -> (metrics, samples for the figure)
+ValidateFn = Callable[[nn.Module, "ValWindows | None", NormStats], tuple[dict[str, float], Any]]
+# figure(val windows, samples, step) -> Figure
+FigureFn = Callable[[ValWindows, Any, int], Figure]
+
+
+@dataclasses.dataclass(frozen=True)
+class MotionObjective:
+    """What one prior adds to the shared loop.
+
+    ``process`` is stored in the snapshot's config under its key (``{"diffusion": DiffusionConfig}`` or
+    ``{"autoregressive": AutoregressiveConfig}``); ``causal`` also drops the timestep embedding (AR prior).
+    """
+
+    label: str
+    causal: bool
+    process: Mapping[str, Any]
+    loss: LossFn
+    validate: ValidateFn
+    figure: FigureFn
+
+
+# Networks and snapshots.
+
+def denoiser_config(model: str, nl_dim: int, audio_dim: int, causal: bool) -> MotionDenoiserConfig:
+    """The preset ``model`` with the data's widths; causal (and without timestep) for the AR prior."""
+    return dataclasses.replace(DENOISER_PRESETS[model], nl_dim=nl_dim, audio_dim=audio_dim, causal=causal,
+                               use_timestep=not causal)
+
+
+def prior_snapshot_config(denoiser: MotionDenoiserConfig, norm: NormStats, window: int,
+                          **process: Any) -> dict[str, Any]:
+    """The snapshot's JSON config: the denoiser, the normalisation of f_nl and f_a, the window, and the
+    process config (``diffusion=`` for stage 4, ``autoregressive=`` for stage 5) as plain dicts."""
+    return {"denoiser": to_dict(denoiser), "normalisation": norm.to_json(), "window": window,
+            **{name: to_dict(value) for name, value in process.items()}}
+
+
+def build_prior(config: Mapping[str, Any]) -> MotionDenoiser:
+    """A freshly initialised denoiser from a prior snapshot's config (stage 4 or 5)."""
+    return MotionDenoiser(from_dict(MotionDenoiserConfig, config["denoiser"]))
+
+
+# Data.
+
+def load_training_data(features: str, rank: int, world_size: int, storage: Storage,
+                       device: torch.device) -> tuple[list[MotionClip], NormStats]:
+    """This rank's train clips, normalised with the statistics of all ranks' clips (an all-reduce)."""
+    clips = rank_clips(features, "train", rank, world_size, storage)
+    total = moments(clips).to(device)  # (1 + 2N + 2A,)
+    if world_size > 1:
+        torch.distributed.all_reduce(total)
+    norm = stats_from_moments(total, clips[0].f_nl.shape[1])
+    return normalise_clips(clips, norm), norm
+
+
+def load_val(features: str, storage: Storage, norm: NormStats, window: int, max_clips: int) -> ValWindows:
+    """The validation windows of the val split (rank 0 only)."""
+    return val_windows(read_clips(list_feature_files(features, "val", storage), storage), norm, window, max_clips)
+
+
+# Checkpoints.
+
+def training_state(net: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer, step: int,
+                   cur_nsamples: int) -> dict[str, Any]:
+    """What rank 0 stores in each checkpoint."""
+    return {"model": net.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+            "step": step, "cur_nsamples": cur_nsamples}
+
+
+@dataclasses.dataclass
+class Progress:
+    """Where training stands: updates, samples seen, and this rank's data position."""
+
+    step: int = 0
+    cur_nsamples: int = 0
+    epoch: int = 0
+    position: int = 0
+
+
+def resume(net: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer, rank: int, seed: int) -> Progress | None:
+    """Load the last checkpoint of this run, if any, and seed this rank's own stream (time steps, noise, masks,
+    dropout); returns the restored progress, or None on a fresh start."""
+    shared, own = load_checkpoint(rank)
+    progress = Progress()
+    if shared is not None:
+        log.info("Resuming from step %d (%d samples)...", shared["step"], shared["cur_nsamples"])
+        net.load_state_dict(shared["model"])
+        ema.load_state_dict(shared["ema"])
+        optimizer.load_state_dict(shared["optimizer"])
+        progress.step, progress.cur_nsamples = shared["step"], shared["cur_nsamples"]
+    torch.manual_seed(derive_seed(seed, rank, 1))
+    if own is not None:
+        restore_rng(own["rng"])
+        progress.epoch, progress.position = own["epoch"], own["position"]
+    return progress if shared is not None else None
+
+
+def save(metrics: Mapping[str, float], progress: Progress, rank: int, net: nn.Module, ema: nn.Module,
+         optimizer: torch.optim.Optimizer, snapshot: tuple[dict[str, Any], nn.Module] | None = None) -> None:
+    """Report a checkpoint: rank 0's training state (and the snapshot, at the end), every rank's RNG and data
+    position."""
+    lead = is_rank_zero(rank)
+    report_checkpoint({**metrics, "step": progress.step, "cur_nsamples": progress.cur_nsamples}, rank,
+                      {"rng": capture_rng(), "epoch": progress.epoch, "position": progress.position},
+                      training_state(net, ema, optimizer, progress.step, progress.cur_nsamples) if lead else None,
+                      snapshot if lead else None)
+
+
+# The loop.
+
+def train_motion_prior(cfg: Any, config: Mapping[str, Any], objective: MotionObjective) -> None:
+    """One Ray Train worker of a motion prior. ``cfg``: a ``PriorConfig`` or ``PriorARConfig``; ``config``: see
+    ``harness.run_training``."""
+    import ray.train
+    import ray.train.torch
+
+    # Initialise.
+    s, v, context = cfg.schedule, cfg.validation, ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    lead, device, storage = is_rank_zero(rank), ray.train.torch.get_device(), Storage(cfg.s3)
+    batch_gpu = per_rank_batch(s.batch_size, world_size, s.accum_rounds)
+    torch.manual_seed(derive_seed(s.seed, 0, 0))  # the same initial weights on every rank
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.mixed_precision and device.type == "cuda")
+
+    # Load data.
+    log.info("Loading features from %s (rank %d of %d)...", cfg.features, rank, world_size)
+    clips, norm = load_training_data(cfg.features, rank, world_size, storage, device)
+    val = load_val(cfg.features, storage, norm, cfg.data.window, v.max_clips) if lead else None
+
+    # Construct the network.
+    denoiser = denoiser_config(cfg.model, len(norm.nl_mean), len(norm.audio_mean), causal=objective.causal)
+    snapshot_config = prior_snapshot_config(denoiser, norm, cfg.data.window, **objective.process)
+    log.info("Constructing the %s (%s preset, f_nl %d, f_a %d)...", objective.label, cfg.model, denoiser.nl_dim,
+             denoiser.audio_dim)
+    net = build_prior(snapshot_config).to(device)
+    ema = copy.deepcopy(net).eval().requires_grad_(False)
+
+    # Set up the optimizer, resume.
+    optimizer = torch.optim.Adam(net.parameters(), lr=s.lr)
+    restored = resume(net, ema, optimizer, rank, s.seed)
+    progress = restored or Progress()
+    model = ray.train.torch.prepare_model(net)  # DDP when world_size > 1
+    batches = endless_windows(clips, cfg.data.window, batch_gpu, s.seed, rank, progress.epoch, progress.position)
+    tracker: StageRun = resume_stage_run(cfg.tracking, config["run_id"]) if lead else NullRun()
+    if restored is not None:
+        tracker.log_metrics({"progress/resumed_from_nsamples": progress.cur_nsamples}, progress.step)
+
+    # Train.
+    log.info("Training for %d samples from %d...", s.total_samples, progress.cur_nsamples)
+    tick_nsamples, tick_time = progress.cur_nsamples, time.perf_counter()
+    while progress.cur_nsamples < s.total_samples:
+        # Accumulate gradients.
+        optimizer.zero_grad(set_to_none=True)
+        terms: list[dict[str, float]] = []
+        for round_idx in range(s.accum_rounds):
+            progress.epoch, progress.position, batch = next(batches)
+            x0, audio, valid = (batch[k].to(device) for k in ("x0", "audio", "valid"))  # (b, W, N), (b, W, A), (b, W)
+            sync_now = round_idx == s.accum_rounds - 1 or world_size == 1
+            with nullcontext() if sync_now else model.no_sync():
+                with autocast:
+                    losses = objective.loss(model, denoiser, x0, audio, valid)
+                (losses["loss"] / s.accum_rounds).backward()
+            terms.append({k: float(t.detach()) for k, t in losses.items()})
+
+        # Update weights.
+        lr = learning_rate(progress.cur_nsamples, s)
+        set_learning_rate(optimizer, lr)
+        grad_norm = nn.utils.clip_grad_norm_(net.parameters(), s.grad_clip if s.grad_clip > 0 else float("inf"))
+        optimizer.step()
+        ema_update(ema, net, s.ema_decay)
+        prev_nsamples = progress.cur_nsamples
+        progress.cur_nsamples, progress.step = progress.cur_nsamples + s.batch_size, progress.step + 1
+        done = progress.cur_nsamples >= s.total_samples
+        if restored is None and config.get("fail_at_step") == progress.step and rank == failing_rank(world_size):
+            kill_this_worker(f"injected failure after step {progress.step} on rank {rank} (tests)")
+
+        # Maintenance: log progress.
+        if crossed(prev_nsamples, progress.cur_nsamples, s.log_every_samples) or done:
+            now = time.perf_counter()
+            speed = (progress.cur_nsamples - tick_nsamples) / max(now - tick_time, 1e-9)
+            tracker.log_metrics({**{f"train/{k}": float(np.mean([t[k] for t in terms])) for k in terms[0]},
+                                 "train/lr": lr, "train/grad_norm": float(grad_norm), "train/samples_per_s": speed,
+                                 "progress/nsamples": progress.cur_nsamples}, progress.step)
+            tick_nsamples, tick_time = progress.cur_nsamples, now
+
+        # Maintenance: validate and save the training state (the last one is saved after the loop).
+        if crossed(prev_nsamples, progress.cur_nsamples, s.checkpoint_every_samples) and not done:
+            metrics, _ = objective.validate(ema, val, norm)
+            tracker.log_metrics(metrics, progress.step)
+            save(metrics, progress, rank, net, ema, optimizer)
+            tick_time = time.perf_counter()  # the speed excludes validation
+
+    # Finish: validate, draw the sampled trajectories, save the final state with the snapshot.
+    metrics, samples = objective.validate(ema, val, norm)
+    tracker.log_metrics(metrics, progress.step)
+    if val is not None and v.figure_clips:
+        tracker.log_figure(objective.figure(val, samples, progress.step), "trajectories.png")
+    save(metrics, progress, rank, net, ema, optimizer, (snapshot_config, ema))
+    log.info("Done after %d steps (%d samples).", progress.step, progress.cur_nsamples)
