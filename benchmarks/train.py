@@ -36,6 +36,7 @@ from pipelines.train.contrastive import train_contrastive as run_contrastive
 from pipelines.train.disentangle import train_disentangle as run_disentangle
 from pipelines.train.prior import train_prior as run_prior
 from pipelines.train.prior_ar import train_prior_ar as run_prior_ar
+from stages.common import with_absolute_paths
 from storage.params import load_params
 from storage.tracking import TrackingConfig
 
@@ -45,13 +46,15 @@ STAGES: dict[str, Callable[[Any], Any]] = {"train_contrastive": run_contrastive,
 
 def stage_config(cfg: Any, workers: int, updates: int, root: Path) -> Any:
     """The stage's params with ``workers`` Ray workers, ``updates`` updates, a log tick every 5 updates, and
-    its work, out and MLflow store in ``root`` (a fresh training state: nothing resumes)."""
+    its work, out and MLflow store in ``root`` (a fresh training state: nothing resumes), its inputs absolute."""
     s = cfg.schedule
     batch = s.batch_size - s.batch_size % (2 * s.accum_rounds)  # divisible by 1 and 2 workers
     schedule = dataclasses.replace(s, batch_size=batch, total_samples=updates * batch, log_every_samples=5 * batch,
                                    checkpoint_every_samples=10 * updates * batch)
     tracking = TrackingConfig(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "mlruns"),
                               experiment="benchmark", pipeline_id=f"bench-{workers}")
+    inputs = [f for f in ("shards", "contrastive", "features") if hasattr(cfg, f)]
+    cfg = with_absolute_paths(cfg, *inputs)  # Ray workers run in folders of their own
     return dataclasses.replace(cfg, schedule=schedule, scaling=dataclasses.replace(cfg.scaling, num_workers=workers),
                                work=str(root / "work"), out=str(root / "out.pt"), tracking=tracking)
 

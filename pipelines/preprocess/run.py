@@ -116,6 +116,9 @@ def run_preprocess(cfg: PreprocessConfig, storage: Storage) -> dict:
     ensure_ray(cfg.ray)
     import ray
 
+    # A StorageError in an actor reaches the caller as a StorageError (naming the URI), not as Ray Data's
+    # generic UserCodeException, so the command can print it and exit cleanly.
+    ray.data.DataContext.get_current().raise_original_map_exception = True
     tasks = [{"shard": i, "plan": plan_to_json(p)} for i, p in enumerate(plans)]
     items = ray.data.from_items(tasks, override_num_blocks=len(plans))
     results = items.map(ShardWorker, fn_constructor_args=(cfg, storage, fingerprint(cfg)),

@@ -18,7 +18,7 @@ import yaml
 from pipelines.preprocess.run import run_preprocess
 from storage.manifest import list_shards, manifest_uri, read_manifest
 from storage.readers import iter_clips
-from storage.uri import Storage, join
+from storage.uri import Storage, StorageError, join
 from tests.storage.s3server import S3Server
 
 REPO = Path(__file__).resolve().parents[3]
@@ -76,7 +76,7 @@ def test_server_dies_mid_run_then_rerun_completes(micro_corpus, micro_params, ra
                                args=(dying, Storage(dying.config()), join(out, "progress"), stopped))
     watcher.start()
     try:
-        with pytest.raises(Exception) as failure:
+        with pytest.raises(StorageError) as failure:  # the actor's error type reaches the caller
             run_preprocess(cfg, storage)
         watcher.join()
         assert stopped.is_set(), "the run ended before the server could be stopped mid-way"
