@@ -43,4 +43,5 @@ def train_contrastive(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTI
                f"(chance {metrics.get('val_ema/chance_top1', float('nan')):.3f}), "
                f"top-5 {metrics.get('val_ema/top5', float('nan')):.3f}; within-clip (sync) top-1 "
                f"{metrics.get('val_ema/sync_top1', float('nan')):.3f} "
-               f"(chance {metrics.get('val_ema/chance_sync_top1', float('nan')):.3f}); snapshot {cfg.out}")
+               f"(chance {metrics.get('val_ema/chance_sync_top1', float('nan')):.3f}), pairwise "
+               f"{metrics.get('val_ema/sync_pairwise', float('nan')):.3f} (chance 0.500); snapshot {cfg.out}")

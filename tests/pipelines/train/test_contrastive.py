@@ -87,7 +87,8 @@ def test_two_workers_write_snapshot_and_mlflow_run(straight) -> None:
     assert run.info.status == "FINISHED" and run.data.tags[TAG_PARENT_RUN]
     assert run.data.params["schedule.batch_size"] == str(BATCH) and run.data.params["model"] == "tiny"
     assert metric_steps(client, run.info.run_id, "train/loss") == list(range(1, STEPS + 1))
-    for key in ("val_ema/top1", "val_ema/top5", "val_ema/sync_top1", "val/top1", "train/lr", "train/samples_per_s"):
+    for key in ("val_ema/top1", "val_ema/top5", "val_ema/sync_top1", "val_ema/sync_pairwise", "val/top1", "train/lr",
+                "train/samples_per_s"):
         assert key in run.data.metrics, key
     assert 0.0 <= run.data.metrics["val_ema/top1"] <= run.data.metrics["val_ema/top5"] <= 1.0
     assert run.data.metrics["val_ema/top1"] <= run.data.metrics["val_ema/sync_top1"]  # fewer candidates
@@ -156,3 +157,7 @@ def test_retrieval_scores_count_all_pairs_and_same_clip_pairs() -> None:
     scores = retrieval_scores(sim, torch.tensor([0, 0, 1, 1]))
     assert scores["top1"] == 0.25 and scores["sync_top1"] == 0.5
     assert scores["chance_top1"] == 0.25 and scores["chance_sync_top1"] == 0.5 and scores["top5"] == 1.0
+    # Same-clip pairs: row 0 beats frame 1 (0.9 > 0.1), row 1 loses to 0, row 2 beats 3, row 3 loses to 2.
+    assert scores["sync_pairwise"] == 0.5
+    assert retrieval_scores(torch.eye(4), torch.tensor([0, 0, 1, 1]))["sync_pairwise"] == 1.0
+    assert retrieval_scores(torch.ones(4, 4), torch.tensor([0, 0, 1, 1]))["sync_pairwise"] == 0.5  # all ties
