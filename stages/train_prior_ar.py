@@ -21,5 +21,5 @@ def train_prior_ar(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION)
         return
     m = run_motion_stage(cfg, STAGE, run_stage)
     typer.echo(f"{STAGE}: {m.get('step', 0)} steps, {m.get('cur_nsamples', 0)} samples; val FD of f_nl "
-               f"{m.get('val/fd', float('nan')):.3f} (velocity {m.get('val/fd_vel', float('nan')):.3f}); "
+               f"{m.get('val/fd', float('nan')):.3g} (velocity {m.get('val/fd_vel', float('nan')):.3g}); "
                f"snapshot {cfg.out}")
