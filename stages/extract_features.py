@@ -12,6 +12,7 @@ from stages.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
     PARAMS_OPTION,
+    fail,
     print_dry_run,
     read_params,
     with_absolute_paths,
@@ -30,11 +31,9 @@ def extract_features(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTIO
     try:
         summary = run_extract(cfg, Storage(cfg.s3))
     except ValueError as err:
-        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(EXIT_CONFIG) from err
+        fail(str(err), EXIT_CONFIG)
     except StorageError as err:
-        typer.secho(f"error: {err}\n(rerun the same command to resume)", err=True, fg=typer.colors.RED)
-        raise typer.Exit(EXIT_FAILED) from err
+        fail(f"{err}\n(rerun the same command to resume)", EXIT_FAILED)
     record_run(cfg, summary)
     speed = f"{summary['frames_per_s']:.0f} frames/s per worker" if summary["frames_per_s"] else "all resumed"
     typer.echo(f"extract_features: {sum(summary['clips'].values())} clips, {sum(summary['frames'].values())} "

@@ -15,6 +15,7 @@ from stages.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
     PARAMS_OPTION,
+    fail,
     print_dry_run,
     read_params,
     with_absolute_paths,
@@ -46,11 +47,9 @@ def preprocess(
     try:
         summary = run_preprocess(cfg, Storage(cfg.s3))
     except ValueError as err:
-        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(EXIT_CONFIG) from err
+        fail(str(err), EXIT_CONFIG)
     except StorageError as err:
-        typer.secho(f"error: {err}\n(rerun the same command to resume)", err=True, fg=typer.colors.RED)
-        raise typer.Exit(EXIT_FAILED) from err
+        fail(f"{err}\n(rerun the same command to resume)", EXIT_FAILED)
     typer.echo(summary_table(summary, time.perf_counter() - start))
     if strict and summary["rejected"]:
         raise typer.Exit(3)

@@ -13,6 +13,7 @@ from stages.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
     PARAMS_OPTION,
+    fail,
     print_dry_run,
     read_params,
     with_absolute_paths,
@@ -29,14 +30,12 @@ def train_contrastive(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTI
         print_dry_run(cfg)
         return
     if not Storage(cfg.s3).exists(manifest_uri(cfg.shards)):
-        typer.secho(f"error: no preprocessed data at {cfg.shards} (no manifest.parquet); run `thpad preprocess` "
-                    "or `dvc repro preprocess` first, or fix train_contrastive.shards", err=True, fg=typer.colors.RED)
-        raise typer.Exit(EXIT_CONFIG)
+        fail(f"no preprocessed data at {cfg.shards} (no manifest.parquet); run `thpad preprocess` or "
+             "`dvc repro preprocess` first, or fix train_contrastive.shards", EXIT_CONFIG)
     try:
         result = run_stage(cfg)
     except StorageError as err:
-        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(EXIT_FAILED) from err
+        fail(str(err), EXIT_FAILED)
     metrics = result.metrics or {}
     typer.echo(f"{STAGE}: {metrics.get('step', 0)} steps, {metrics.get('cur_nsamples', 0)} samples; "
                f"val audio->frame top-1 {metrics.get('val_ema/top1', float('nan')):.3f} "

@@ -32,11 +32,10 @@ from pipelines.train.harness import (
     derive_seed,
     ema_update,
     failing_rank,
-    is_rank_zero,
+    init_worker,
     kill_this_worker,
     learning_rate,
     load_checkpoint,
-    per_rank_batch,
     report_checkpoint,
     restore_rng,
     run_training,
@@ -230,12 +229,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     # Initialise.
     cfg = from_dict(ContrastiveConfig, config["cfg"])
-    s, context = cfg.schedule, ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
-    lead, device, storage = is_rank_zero(rank), ray.train.torch.get_device(), Storage(cfg.s3)
-    batch_gpu = per_rank_batch(s.batch_size, world_size, s.accum_rounds)
-    torch.manual_seed(derive_seed(s.seed, 0, 0))  # the same initial weights on every rank
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.mixed_precision and device.type == "cuda")
+    s, w = cfg.schedule, init_worker(cfg.schedule, cfg.s3)  # same initial weights on every rank
+    rank, world_size, lead, device, storage = w.rank, w.world_size, w.lead, w.device, w.storage
+    batch_gpu, autocast = w.batch_gpu, w.autocast
 
     # Load data.
     log.info("Loading data from %s (rank %d of %d)...", cfg.shards, rank, world_size)

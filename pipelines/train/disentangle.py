@@ -76,11 +76,10 @@ from pipelines.train.harness import (
     ema_update,
     failing_rank,
     file_fingerprint,
-    is_rank_zero,
+    init_worker,
     kill_this_worker,
     learning_rate,
     load_checkpoint,
-    per_rank_batch,
     report_checkpoint,
     restore_rng,
     run_training,
@@ -497,17 +496,12 @@ class Meter:
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """One Ray Train worker of stage 2, in EDM's order. ``config``: see ``harness.run_training``."""
-    import ray.train
-    import ray.train.torch
 
     # Initialise.
     cfg = from_dict(DisentangleConfig, config["cfg"])
-    s, context = cfg.schedule, ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
-    lead, device, storage = is_rank_zero(rank), ray.train.torch.get_device(), Storage(cfg.s3)
-    batch_gpu = per_rank_batch(s.batch_size, world_size, s.accum_rounds)
-    torch.manual_seed(derive_seed(s.seed, 0, 0))  # the same initial weights on every rank (no DDP broadcast)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.mixed_precision and device.type == "cuda")
+    s, w = cfg.schedule, init_worker(cfg.schedule, cfg.s3)  # same initial weights on every rank
+    rank, world_size, lead, device, storage = w.rank, w.world_size, w.lead, w.device, w.storage
+    batch_gpu, autocast = w.batch_gpu, w.autocast
     tracker = resume_stage_run(cfg.tracking, config["run_id"]) if lead else NullRun()
 
     # Load data.

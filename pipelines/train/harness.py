@@ -168,6 +168,34 @@ def export_snapshot(checkpoint: Any, out: str, storage: Storage, run: Any) -> No
 
 # Ranks, seeds and ticks: tiny pure functions.
 
+@dataclasses.dataclass(frozen=True)
+class Worker:
+    """Where one Ray Train worker stands: its rank, the world, device, storage, per-rank batch and autocast."""
+
+    rank: int
+    world_size: int
+    lead: bool  # rank 0: logs, validates, writes the training state
+    device: torch.device
+    storage: Storage
+    batch_gpu: int  # rows per rank and accumulation round
+    autocast: Any  # bf16 autocast on CUDA with mixed precision, else disabled
+
+
+def init_worker(s: ScheduleParams, s3: S3Config) -> Worker:
+    """The "initialise" step of every training loop (inside a Ray Train worker): read the context, and seed
+    the initial weights identically on every rank."""
+    import ray.train
+    import ray.train.torch
+
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(derive_seed(s.seed, 0, 0))  # the same initial weights on every rank
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.mixed_precision and device.type == "cuda")
+    return Worker(rank, world_size, is_rank_zero(rank), device, Storage(s3),
+                  per_rank_batch(s.batch_size, world_size, s.accum_rounds), autocast)
+
+
 def is_rank_zero(rank: int) -> bool:
     """Rank 0 logs, validates and writes the shared state and the snapshot."""
     return rank == 0

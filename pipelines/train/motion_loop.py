@@ -30,11 +30,11 @@ from pipelines.train.harness import (
     derive_seed,
     ema_update,
     failing_rank,
+    init_worker,
     is_rank_zero,
     kill_this_worker,
     learning_rate,
     load_checkpoint,
-    per_rank_batch,
     report_checkpoint,
     restore_rng,
     set_learning_rate,
@@ -178,12 +178,9 @@ def train_motion_prior(cfg: Any, config: Mapping[str, Any], objective: MotionObj
     import ray.train.torch
 
     # Initialise.
-    s, v, context = cfg.schedule, cfg.validation, ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
-    lead, device, storage = is_rank_zero(rank), ray.train.torch.get_device(), Storage(cfg.s3)
-    batch_gpu = per_rank_batch(s.batch_size, world_size, s.accum_rounds)
-    torch.manual_seed(derive_seed(s.seed, 0, 0))  # the same initial weights on every rank
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.mixed_precision and device.type == "cuda")
+    s, v, w = cfg.schedule, cfg.validation, init_worker(cfg.schedule, cfg.s3)  # same initial weights on every rank
+    rank, world_size, lead, device, storage = w.rank, w.world_size, w.lead, w.device, w.storage
+    batch_gpu, autocast = w.batch_gpu, w.autocast
 
     # Load data.
     log.info("Loading features from %s (rank %d of %d)...", cfg.features, rank, world_size)
