@@ -22,7 +22,7 @@ import numpy as np
 from storage.manifest import list_shards
 from storage.readers import iter_raw
 from storage.shards import MEL, decode_meta, load_npy
-from storage.uri import Storage
+from storage.uri import Storage, StorageError
 from storage.windows import mel_window
 
 WINDOW_FRAMES = 5  # 0.2 s at 25 fps, as the shards' windows
@@ -31,7 +31,11 @@ BINS_PER_FRAME = 4
 
 def clips(shards: str, split: str, storage: Storage) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(mel (n_mels, 4T), true mouth opening (T,)) of every clip of ``split``."""
-    for key, members in iter_raw(list_shards(shards, split, storage), storage):
+    found = list_shards(shards, split, storage)
+    if not found:
+        raise ValueError(f"no {split} shards in {shards}/shards: run `make run` (or `thpad preprocess`) first, "
+                         "or pass --shards")
+    for key, members in iter_raw(found, storage):
         truth = decode_meta(key, members).get("truth")
         if not truth:
             raise ValueError(f"{key}: no corpus truth in its meta.json (the oracle needs the sample corpus)")
@@ -76,7 +80,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, nargs="+", default=[8, 32], help="frames per val clip")
     args = parser.parse_args()
     storage = Storage()
-    weights = fit_predictor(args.shards, storage)
+    try:
+        weights = fit_predictor(args.shards, storage)
+    except (ValueError, StorageError) as err:
+        raise SystemExit(f"error: {err}") from err
     for frames in args.frames:
         s = sync_scores(args.shards, storage, weights, frames)
         print(f"{frames} frames per clip ({s['queries']:.0f} queries): oracle sync top-1 {s['top1']:.3f} "
