@@ -27,17 +27,16 @@ from models.talking_head import TALKING_HEAD_PRESETS
 from models.visual_encoder import VisualEncoder, VisualEncoderConfig
 from pipelines.train.config import ContrastiveConfig
 from pipelines.train.harness import (
+    Progress,
     capture_rng,
     crossed,
-    derive_seed,
     ema_update,
     failing_rank,
     init_worker,
     kill_this_worker,
     learning_rate,
-    load_checkpoint,
     report_checkpoint,
-    restore_rng,
+    resume,
     run_training,
     set_learning_rate,
     shards_fingerprint,
@@ -254,20 +253,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     optimizer = torch.optim.Adam(params, lr=s.lr)
 
     # Resume training from the last checkpoint, if any.
-    shared, own = load_checkpoint(rank)
-    step, cur_nsamples, epoch, position = 0, 0, 0, 0
-    if shared is not None:
-        log.info("Resuming from step %d (%d samples)...", shared["step"], shared["cur_nsamples"])
-        net.load_state_dict(shared["model"])
-        ema.load_state_dict(shared["ema"])
-        optimizer.load_state_dict(shared["optimizer"])
-        bank.load_state_dict(shared["bank"])
-        step, cur_nsamples = shared["step"], shared["cur_nsamples"]
-    torch.manual_seed(derive_seed(s.seed, rank, 1))  # each rank's own stream from here on (dropout)
-    if own is not None:
-        restore_rng(own["rng"])
-        epoch, position = own["epoch"], own["batch"]
-    fresh_start = shared is None
+    restored = resume(rank, s.seed, {"model": net, "ema": ema, "optimizer": optimizer, "bank": bank}, "batch")
+    progress = restored or Progress()
+    step, cur_nsamples, epoch, position = progress.step, progress.cur_nsamples, progress.epoch, progress.position
+    fresh_start = restored is None
     model = ray.train.torch.prepare_model(net)  # DDP when world_size > 1
     batches = endless_batches(dataset, batch_gpu, cfg.data.loader_workers, epoch, position)
     tracker = resume_stage_run(cfg.tracking, config["run_id"]) if lead else NullRun()

@@ -70,18 +70,17 @@ from pipelines.train.augment import augment_frames
 from pipelines.train.contrastive import MEL_BINS_PER_FRAME, ContrastiveNet, build_net, endless_batches, gather_rows
 from pipelines.train.disentangle_config import DisentangleConfig
 from pipelines.train.harness import (
+    Progress,
     capture_rng,
     crossed,
-    derive_seed,
     ema_update,
     failing_rank,
     file_fingerprint,
     init_worker,
     kill_this_worker,
     learning_rate,
-    load_checkpoint,
     report_checkpoint,
-    restore_rng,
+    resume,
     run_training,
     shards_fingerprint,
 )
@@ -526,23 +525,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     optimizers = make_optimizers(head, logit_scale, disc, cfg)
 
     # Resume training from the last checkpoint, if any.
-    shared, own = load_checkpoint(rank)
-    step, cur_nsamples, epoch, position = 0, 0, 0, 0
-    if shared is not None:
-        log.info("Resuming from step %d (%d samples)...", shared["step"], shared["cur_nsamples"])
-        head.load_state_dict(shared["model"])
-        ema.load_state_dict(shared["ema"])
-        disc.load_state_dict(shared["discriminator"])
-        logit_scale.load_state_dict(shared["logit_scale"])
-        optimizers[0].load_state_dict(shared["opt_g"])
-        optimizers[1].load_state_dict(shared["opt_d"])
-        bank.load_state_dict(shared["bank"])
-        step, cur_nsamples = shared["step"], shared["cur_nsamples"]
-    torch.manual_seed(derive_seed(s.seed, rank, 1))  # each rank's own stream from here on (augmentation, noise)
-    if own is not None:
-        restore_rng(own["rng"])
-        epoch, position = own["epoch"], own["batch"]
-    fresh_start = shared is None
+    restored = resume(rank, s.seed, {"model": head, "ema": ema, "discriminator": disc, "logit_scale": logit_scale,
+                                     "opt_g": optimizers[0], "opt_d": optimizers[1], "bank": bank}, "batch")
+    progress = restored or Progress()
+    step, cur_nsamples, epoch, position = progress.step, progress.cur_nsamples, progress.epoch, progress.position
+    fresh_start = restored is None
     batches = endless_batches(dataset, batch_gpu, cfg.data.loader_workers, epoch, position)
     if fresh_start:
         tracker.log_metrics(validate(ema, val, cfg)[0], 0)  # the starting point of the validation curves

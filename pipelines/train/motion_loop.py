@@ -25,18 +25,17 @@ from torch import nn
 from models.config import from_dict, to_dict
 from models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser, MotionDenoiserConfig
 from pipelines.train.harness import (
+    Progress,
     capture_rng,
     crossed,
-    derive_seed,
     ema_update,
     failing_rank,
     init_worker,
     is_rank_zero,
     kill_this_worker,
     learning_rate,
-    load_checkpoint,
     report_checkpoint,
-    restore_rng,
+    resume,
     set_learning_rate,
 )
 from pipelines.train.motion_data import (
@@ -130,34 +129,6 @@ def training_state(net: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimi
             "step": step, "cur_nsamples": cur_nsamples}
 
 
-@dataclasses.dataclass
-class Progress:
-    """Where training stands: updates, samples seen, and this rank's data position."""
-
-    step: int = 0
-    cur_nsamples: int = 0
-    epoch: int = 0
-    position: int = 0
-
-
-def resume(net: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer, rank: int, seed: int) -> Progress | None:
-    """Load the last checkpoint of this run, if any, and seed this rank's own stream (time steps, noise, masks,
-    dropout); returns the restored progress, or None on a fresh start."""
-    shared, own = load_checkpoint(rank)
-    progress = Progress()
-    if shared is not None:
-        log.info("Resuming from step %d (%d samples)...", shared["step"], shared["cur_nsamples"])
-        net.load_state_dict(shared["model"])
-        ema.load_state_dict(shared["ema"])
-        optimizer.load_state_dict(shared["optimizer"])
-        progress.step, progress.cur_nsamples = shared["step"], shared["cur_nsamples"]
-    torch.manual_seed(derive_seed(seed, rank, 1))
-    if own is not None:
-        restore_rng(own["rng"])
-        progress.epoch, progress.position = own["epoch"], own["position"]
-    return progress if shared is not None else None
-
-
 def save(metrics: Mapping[str, float], progress: Progress, rank: int, net: nn.Module, ema: nn.Module,
          optimizer: torch.optim.Optimizer, snapshot: tuple[dict[str, Any], nn.Module] | None = None) -> None:
     """Report a checkpoint: rank 0's training state (and the snapshot, at the end), every rank's RNG and data
@@ -197,7 +168,7 @@ def train_motion_prior(cfg: Any, config: Mapping[str, Any], objective: MotionObj
 
     # Set up the optimizer, resume.
     optimizer = torch.optim.Adam(net.parameters(), lr=s.lr)
-    restored = resume(net, ema, optimizer, rank, s.seed)
+    restored = resume(rank, s.seed, {"model": net, "ema": ema, "optimizer": optimizer}, "position")
     progress = restored or Progress()
     model = ray.train.torch.prepare_model(net)  # DDP when world_size > 1
     batches = endless_windows(clips, cfg.data.window, batch_gpu, s.seed, rank, progress.epoch, progress.position)
