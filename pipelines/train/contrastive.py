@@ -327,4 +327,5 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 def train_contrastive(cfg: ContrastiveConfig, fail_at_step: int | None = None) -> Any:
     """Run stage 1 on Ray Train and write its snapshot to ``cfg.out``; returns Ray's ``Result``."""
     inputs = {"shards": shards_fingerprint(cfg.shards, Storage(cfg.s3))}
-    return run_training(train_loop_per_worker, cfg, STAGE, inputs, fail_at_step)
+    networks = {"model": net_config(cfg), "memory_bank": to_dict(MEMORY_BANK_PRESETS[cfg.memory_bank])}
+    return run_training(train_loop_per_worker, cfg, STAGE, inputs, networks, fail_at_step)

@@ -642,4 +642,13 @@ def train_disentangle(cfg: DisentangleConfig, fail_at_step: int | None = None) -
     storage = Storage(cfg.s3)
     inputs = {"shards": shards_fingerprint(cfg.shards, storage),
               "contrastive": file_fingerprint(cfg.contrastive, storage)}
-    return run_training(train_loop_per_worker, cfg, STAGE, inputs, fail_at_step)
+    return run_training(train_loop_per_worker, cfg, STAGE, inputs, network_configs(cfg), fail_at_step)
+
+
+def network_configs(cfg: DisentangleConfig) -> dict[str, Any]:
+    """The resolved config of every network the stage's presets name (part of the run key)."""
+    f = cfg.feature_losses
+    return {"model": talking_head_snapshot_config(TALKING_HEAD_PRESETS[cfg.model]),
+            "discriminator": to_dict(DISCRIMINATOR_PRESETS[cfg.discriminator]),
+            "memory_bank": to_dict(MEMORY_BANK_PRESETS[cfg.memory_bank]),
+            "vgg": to_dict(VGG_PRESETS[f.vgg]), "gaze": to_dict(GAZE_PRESETS[f.gaze])}

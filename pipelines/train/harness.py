@@ -72,12 +72,15 @@ def _drop(tree: dict[str, Any], dotted: str) -> None:
         tree.pop(head, None)
 
 
-def run_key(config: Mapping[str, Any], input_hashes: Mapping[str, str]) -> str:
-    """16 hex digits of sha256 over the config (without ``RESUMABLE_FIELDS``) and the input hashes."""
+def run_key(config: Mapping[str, Any], input_hashes: Mapping[str, str],
+            networks: Mapping[str, Any] | None = None) -> str:
+    """16 hex digits of sha256 over the config (without ``RESUMABLE_FIELDS``), the input hashes and the resolved
+    network configs: the config names presets, so a preset whose sizes change in code must change the key too."""
     kept = json.loads(json.dumps(config))
     for dotted in RESUMABLE_FIELDS:
         _drop(kept, dotted)
-    blob = json.dumps({"config": kept, "inputs": dict(input_hashes)}, sort_keys=True)
+    blob = json.dumps({"config": kept, "inputs": dict(input_hashes), "networks": dict(networks or {})},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -104,7 +107,8 @@ def storage_root(work: str) -> str:
 
 
 def run_training(loop_fn: Callable[[dict], None], cfg: TrainStageConfig, stage: str,
-                 input_hashes: Mapping[str, str], fail_at_step: int | None = None) -> Any:
+                 input_hashes: Mapping[str, str], networks: Mapping[str, Any],
+                 fail_at_step: int | None = None) -> Any:
     """Run ``loop_fn`` on Ray Train, resuming the run of the same key, and export its final snapshot.
 
     Args:
@@ -113,16 +117,19 @@ def run_training(loop_fn: Callable[[dict], None], cfg: TrainStageConfig, stage: 
         cfg: the stage's config dataclass.
         stage: the DVC stage name, e.g. ``"train_contrastive"``.
         input_hashes: name -> hash of every input (see ``shards_fingerprint``).
+        networks: name -> the resolved config (plain dict) of every network the presets in ``cfg`` name; part of
+            the run key and logged as ``networks.json``.
         fail_at_step: tests only: rank 1 (or 0 with one worker) kills itself after this update, once.
     Returns:
         Ray Train's ``Result`` (``result.checkpoint`` holds the final state and snapshot).
     """
     ensure_ray(cfg.ray)
     cfg = dataclasses.replace(cfg, tracking=resolve_tracking_config(cfg.tracking))  # workers run elsewhere
-    config, key = to_dict(cfg), run_key(to_dict(cfg), input_hashes)
+    config, key = to_dict(cfg), run_key(to_dict(cfg), input_hashes, networks)
     tags = {"thpad.train_key": key, **{f"thpad.input.{name}": value for name, value in input_hashes.items()}}
     run = open_stage_run(cfg.tracking, stage, params=config, tags=tags)
     run.log_dict(config, "config.json")
+    run.log_dict(dict(networks), "networks.json")
     loop_config = {"cfg": config, "run_id": run.run_id, "fail_at_step": fail_at_step}
     trainer = make_trainer(loop_fn, loop_config, cfg, f"{stage}-{key}")
     log.info("Training %s in %s/%s-%s", stage, storage_root(cfg.work), stage, key)

@@ -23,10 +23,10 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from models.autoregressive import ar_sample_long
-from models.config import from_dict
+from models.config import from_dict, to_dict
 from models.diffusion.process import DiffusionConfig, NoiseSchedule, training_loss
 from models.diffusion.sampling import SamplerConfig, sample, sample_long
-from models.motion_denoiser import MotionDenoiser, MotionDenoiserConfig
+from models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser, MotionDenoiserConfig
 from pipelines.train.harness import run_training
 from pipelines.train.motion_data import NormStats, ValWindows, check_features, features_fingerprint
 from pipelines.train.motion_loop import MotionObjective, build_prior, train_motion_prior
@@ -156,4 +156,4 @@ def train_prior(cfg: PriorConfig, fail_at_step: int | None = None) -> Any:
     storage = Storage(cfg.s3)
     check_features(cfg.features, storage)
     return run_training(train_loop_per_worker, cfg, STAGE, {"features": features_fingerprint(cfg.features, storage)},
-                        fail_at_step)
+                        {"denoiser": to_dict(DENOISER_PRESETS[cfg.model])}, fail_at_step)

@@ -21,8 +21,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from models.autoregressive import ar_sample, ar_training_loss
-from models.config import from_dict
-from models.motion_denoiser import MotionDenoiserConfig
+from models.config import from_dict, to_dict
+from models.motion_denoiser import DENOISER_PRESETS, MotionDenoiserConfig
 from pipelines.train.harness import run_training
 from pipelines.train.motion_data import NormStats, ValWindows, check_features, features_fingerprint
 from pipelines.train.motion_loop import MotionObjective, train_motion_prior
@@ -90,4 +90,4 @@ def train_prior_ar(cfg: PriorARConfig, fail_at_step: int | None = None) -> Any:
     storage = Storage(cfg.s3)
     check_features(cfg.features, storage)
     return run_training(train_loop_per_worker, cfg, STAGE, {"features": features_fingerprint(cfg.features, storage)},
-                        fail_at_step)
+                        {"denoiser": to_dict(DENOISER_PRESETS[cfg.model])}, fail_at_step)

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from models.config import to_dict
 from pipelines.ray_env import RayConfig
 from pipelines.train.config import ContrastiveConfig, ContrastiveDataParams, ScalingParams, ScheduleParams
-from pipelines.train.contrastive import build_net, train_contrastive
+from pipelines.train.contrastive import build_net, net_config, train_contrastive
 from pipelines.train.harness import STATE_FILE, learning_rate, run_key
 from storage.checkpoint import read_snapshot
 from storage.tracking import TAG_PARENT_RUN, TrackingConfig
@@ -140,6 +140,10 @@ def test_run_key_keeps_budget_and_places_but_not_training_settings(tmp_path) -> 
     changed = dataclasses.replace(cfg, schedule=dataclasses.replace(cfg.schedule, lr=2e-3))
     assert run_key(to_dict(changed), {"shards": "a"}) != key  # a changed config starts fresh
     assert run_key(to_dict(cfg), {"shards": "b"}) != key  # so does changed data
+    networks = {"model": net_config(cfg)}  # a preset whose sizes change in code (same config) starts fresh too
+    wider = {"model": {**net_config(cfg), "visual": {**net_config(cfg)["visual"], "feature_dim": 64}}}
+    assert run_key(to_dict(cfg), {"shards": "a"}, networks) != run_key(to_dict(cfg), {"shards": "a"}, wider)
+    assert run_key(to_dict(cfg), {"shards": "a"}, networks) == run_key(to_dict(cfg), {"shards": "a"}, dict(networks))
 
 
 def test_learning_rate_warms_up_then_decays_to_its_floor(tmp_path) -> None:
