@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -74,6 +75,21 @@ def test_identity_encoder_shapes_and_frame_average() -> None:
     torch.testing.assert_close(id_map, torch.stack([s[1] for s in singles]).mean(0), atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="identity frames"):
         enc(torch.zeros(2, 3, 64, 64))
+
+
+def test_identity_encoder_narrow_backbone_keeps_the_structure() -> None:
+    wide = IdentityEncoderConfig(image_size=56, blocks=(1, 1, 1, 1), groups=8, width_per_group=4,
+                                 use_maxpool=False, dilate_layer4=True, map_channels=32)
+    narrow = dataclasses.replace(wide, base_planes=16)
+    wide_enc, narrow_enc = IdentityEncoder(wide), IdentityEncoder(narrow)
+    assert (wide.id_dim, narrow.id_dim) == (2048, 512)
+    wide_state, narrow_state = wide_enc.state_dict(), narrow_enc.state_dict()
+    assert wide_state.keys() == narrow_state.keys()  # same module names: same checkpoint layout
+    assert narrow_state["backbone.layer4.0.conv3.weight"].shape[0] == 512
+    assert narrow_state["backbone.conv1.weight"].shape[0] == 16
+    f_id, id_map = narrow_enc(torch.rand(2, 3, 56, 56) * 2 - 1)
+    assert f_id.shape == (2, 512) and id_map.shape == (2, 32, 7, 7)
+    assert float(narrow_state["backbone.layer2.0.bn1.weight"].mean()) == 1.0  # torchvision's initialisation
 
 
 def test_visual_encoder_shapes() -> None:

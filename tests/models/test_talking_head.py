@@ -24,10 +24,10 @@ def test_tiny_training_forward_shapes_and_style_order() -> None:
     cfg = TALKING_HEAD_PRESETS["tiny"]
     net = TalkingHead(cfg)
     out = net(*_inputs())
-    assert out.f_id.shape == (2, 2048) and out.id_map.shape == (2, 32, 7, 7)
+    assert out.f_id.shape == (2, 512) and out.id_map.shape == (2, 32, 7, 7)
     assert out.f_nl.shape == (2, 42) and out.f_l.shape == (2, cfg.lip_dim)
     assert out.f_a.shape == out.f_cl.shape == out.f_ol.shape == (2, cfg.audio.out_dim)
-    assert out.style.shape == (2, cfg.style_dim) and cfg.style_dim == 2048 + 42 + cfg.lip_dim
+    assert out.style.shape == (2, cfg.style_dim) and cfg.style_dim == 512 + 42 + cfg.lip_dim
     assert out.image.shape == (2, 3, 56, 56)
     torch.testing.assert_close(out.style, torch.cat([out.f_id, out.f_nl, out.f_l], dim=1))
     torch.testing.assert_close(out.f_l, net.mlp_a2l(out.f_a))
