@@ -94,7 +94,7 @@ def test_two_workers_write_snapshot_and_mlflow_run(straight) -> None:
     assert run.data.metrics["val_ema/top1"] <= run.data.metrics["val_ema/sync_top1"]  # fewer candidates
     assert run.data.metrics["val_ema/chance_sync_top1"] == pytest.approx(1 / 8)  # 8 frames of the one val clip
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"retrieval_matrix.png", "config.json", "snapshot"} <= artifacts
+    assert {"retrieval_matrix.png", "config.json", "networks.json", "snapshot"} <= artifacts
     assert [a.path for a in client.list_artifacts(run.info.run_id, "snapshot")] == ["snapshot/snapshot.pt"]
 
 

@@ -211,7 +211,7 @@ def test_run_writes_snapshot_metrics_and_artifacts(first_run) -> None:
     assert "unavailable" in run.data.tags["thpad.loss.vgg"] and "unavailable" in run.data.tags["thpad.loss.gaze"]
     assert run.data.metrics["progress/phase"] == PHASE_TWO
     artifacts = {a.path for a in MlflowClient(cfg.tracking.tracking_uri).list_artifacts(run.info.run_id)}
-    assert {"recon_grid.png", "config.json", "snapshot"} <= artifacts
+    assert {"recon_grid.png", "config.json", "networks.json", "snapshot"} <= artifacts
 
 
 def test_phase_two_trains_only_generator_and_discriminator(first_run) -> None:

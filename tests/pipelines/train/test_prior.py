@@ -122,7 +122,7 @@ def check_run(cfg, stage: str, val_keys: set[str], train_keys: set[str]) -> None
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, key)) == [2, 3]
     assert all(np.isfinite(run.data.metrics[k]) for k in val_keys)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"trajectories.png", "config.json", "snapshot"} <= artifacts
+    assert {"trajectories.png", "config.json", "networks.json", "snapshot"} <= artifacts
     assert [a.path for a in client.list_artifacts(run.info.run_id, "snapshot")] == ["snapshot/snapshot.pt"]
 
 
