@@ -21,9 +21,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from storage.manifest import list_shards
-from storage.readers import iter_raw, to_tensor
-from storage.shards import decode_frames, decode_meta
+from scripts.corpus_clips import truth_clips
+from storage.readers import to_tensor
+from storage.shards import decode_frames
 from storage.uri import Storage, StorageError
 
 FACTOR_SETS: dict[str, tuple[str, ...]] = {
@@ -36,14 +36,7 @@ FACTOR_SETS: dict[str, tuple[str, ...]] = {
 
 def clips(shards: str, split: str, storage: Storage, size: int) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """(frames (T, 3*size*size) in [-1, 1], true motion series of length T) of every clip of ``split``."""
-    found = list_shards(shards, split, storage)
-    if not found:
-        raise ValueError(f"no {split} shards in {shards}/shards: run `make run` (or `thpad preprocess`) first, "
-                         "or pass --shards")
-    for key, members in iter_raw(found, storage):
-        meta = decode_meta(key, members)
-        if not meta.get("truth"):
-            raise ValueError(f"{key}: no corpus truth in its meta.json (the oracle needs the sample corpus)")
+    for meta, members in truth_clips(shards, split, storage):
         n = int(meta["num_frames"])
         frames = to_tensor(decode_frames(members, list(range(n)), size)).numpy().reshape(n, -1)  # (T, 3*S*S)
         motion = {k: np.asarray(v, np.float64)[:n] for k, v in meta["truth"]["motion"].items()}

@@ -19,9 +19,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from storage.manifest import list_shards
-from storage.readers import iter_raw
-from storage.shards import MEL, decode_meta, load_npy
+from scripts.corpus_clips import truth_clips
+from storage.shards import MEL, load_npy
 from storage.uri import Storage, StorageError
 from storage.windows import mel_window
 
@@ -31,15 +30,8 @@ BINS_PER_FRAME = 4
 
 def clips(shards: str, split: str, storage: Storage) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(mel (n_mels, 4T), true mouth opening (T,)) of every clip of ``split``."""
-    found = list_shards(shards, split, storage)
-    if not found:
-        raise ValueError(f"no {split} shards in {shards}/shards: run `make run` (or `thpad preprocess`) first, "
-                         "or pass --shards")
-    for key, members in iter_raw(found, storage):
-        truth = decode_meta(key, members).get("truth")
-        if not truth:
-            raise ValueError(f"{key}: no corpus truth in its meta.json (the oracle needs the sample corpus)")
-        yield load_npy(members[MEL]).astype(np.float32), np.asarray(truth["motion"]["mouth"], np.float64)
+    for meta, members in truth_clips(shards, split, storage):
+        yield load_npy(members[MEL]).astype(np.float32), np.asarray(meta["truth"]["motion"]["mouth"], np.float64)
 
 
 def energy_features(mel: np.ndarray, frame: int) -> np.ndarray:
