@@ -27,7 +27,6 @@ from models.talking_head import TALKING_HEAD_PRESETS
 from models.visual_encoder import VisualEncoder, VisualEncoderConfig
 from pipelines.train.config import ContrastiveConfig
 from pipelines.train.harness import (
-    Progress,
     capture_rng,
     crossed,
     ema_update,
@@ -253,10 +252,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     optimizer = torch.optim.Adam(params, lr=s.lr)
 
     # Resume training from the last checkpoint, if any.
-    restored = resume(rank, s.seed, {"model": net, "ema": ema, "optimizer": optimizer, "bank": bank}, "batch")
-    progress = restored or Progress()
+    progress = resume(rank, s.seed, {"model": net, "ema": ema, "optimizer": optimizer, "bank": bank}, "batch")
     step, cur_nsamples, epoch, position = progress.step, progress.cur_nsamples, progress.epoch, progress.position
-    fresh_start = restored is None
+    fresh_start = not progress.resumed
     model = ray.train.torch.prepare_model(net)  # DDP when world_size > 1
     batches = endless_batches(dataset, batch_gpu, cfg.data.loader_workers, epoch, position)
     tracker = resume_stage_run(cfg.tracking, config["run_id"]) if lead else NullRun()

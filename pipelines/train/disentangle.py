@@ -70,7 +70,6 @@ from pipelines.train.augment import augment_frames
 from pipelines.train.contrastive import MEL_BINS_PER_FRAME, ContrastiveNet, build_net, endless_batches, gather_rows
 from pipelines.train.disentangle_config import DisentangleConfig
 from pipelines.train.harness import (
-    Progress,
     capture_rng,
     crossed,
     ema_update,
@@ -525,11 +524,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     optimizers = make_optimizers(head, logit_scale, disc, cfg)
 
     # Resume training from the last checkpoint, if any.
-    restored = resume(rank, s.seed, {"model": head, "ema": ema, "discriminator": disc, "logit_scale": logit_scale,
+    progress = resume(rank, s.seed, {"model": head, "ema": ema, "discriminator": disc, "logit_scale": logit_scale,
                                      "opt_g": optimizers[0], "opt_d": optimizers[1], "bank": bank}, "batch")
-    progress = restored or Progress()
     step, cur_nsamples, epoch, position = progress.step, progress.cur_nsamples, progress.epoch, progress.position
-    fresh_start = restored is None
+    fresh_start = not progress.resumed
     batches = endless_batches(dataset, batch_gpu, cfg.data.loader_workers, epoch, position)
     if fresh_start:
         tracker.log_metrics(validate(ema, val, cfg)[0], 0)  # the starting point of the validation curves

@@ -346,22 +346,23 @@ class Progress:
     cur_nsamples: int = 0
     epoch: int = 0
     position: int = 0
+    resumed: bool = False  # False on a fresh start (no checkpoint of this run yet)
 
 
-def resume(rank: int, seed: int, stateful: Mapping[str, Any], position_key: str) -> Progress | None:
+def resume(rank: int, seed: int, stateful: Mapping[str, Any], position_key: str) -> Progress:
     """Load this run's last checkpoint, if any: each entry of ``stateful`` (checkpoint key -> object with
     ``load_state_dict``) from rank 0's training state, and this rank's RNG and data position (its part, key
     ``position_key``). Seeds this rank's own stream (``derive_seed(seed, rank, 1)``) before restoring it.
-    Returns the restored progress, or None on a fresh start."""
+    Returns the restored progress (all zero, ``resumed`` False, on a fresh start)."""
     shared, own = load_checkpoint(rank)
     progress = Progress()
     if shared is not None:
         log.info("Resuming from step %d (%d samples)...", shared["step"], shared["cur_nsamples"])
         for key, target in stateful.items():
             target.load_state_dict(shared[key])
-        progress.step, progress.cur_nsamples = shared["step"], shared["cur_nsamples"]
+        progress.step, progress.cur_nsamples, progress.resumed = shared["step"], shared["cur_nsamples"], True
     torch.manual_seed(derive_seed(seed, rank, 1))  # each rank's own stream from here on
     if own is not None:
         restore_rng(own["rng"])
         progress.epoch, progress.position = own["epoch"], own[position_key]
-    return progress if shared is not None else None
+    return progress

@@ -168,12 +168,11 @@ def train_motion_prior(cfg: Any, config: Mapping[str, Any], objective: MotionObj
 
     # Set up the optimizer, resume.
     optimizer = torch.optim.Adam(net.parameters(), lr=s.lr)
-    restored = resume(rank, s.seed, {"model": net, "ema": ema, "optimizer": optimizer}, "position")
-    progress = restored or Progress()
+    progress = resume(rank, s.seed, {"model": net, "ema": ema, "optimizer": optimizer}, "position")
     model = ray.train.torch.prepare_model(net)  # DDP when world_size > 1
     batches = endless_windows(clips, cfg.data.window, batch_gpu, s.seed, rank, progress.epoch, progress.position)
     tracker: StageRun = resume_stage_run(cfg.tracking, config["run_id"]) if lead else NullRun()
-    if restored is not None:
+    if progress.resumed:
         tracker.log_metrics({"progress/resumed_from_nsamples": progress.cur_nsamples}, progress.step)
 
     # Train.
@@ -202,7 +201,7 @@ def train_motion_prior(cfg: Any, config: Mapping[str, Any], objective: MotionObj
         prev_nsamples = progress.cur_nsamples
         progress.cur_nsamples, progress.step = progress.cur_nsamples + s.batch_size, progress.step + 1
         done = progress.cur_nsamples >= s.total_samples
-        if restored is None and config.get("fail_at_step") == progress.step and rank == failing_rank(world_size):
+        if not progress.resumed and config.get("fail_at_step") == progress.step and rank == failing_rank(world_size):
             kill_this_worker(f"injected failure after step {progress.step} on rank {rank} (tests)")
 
         # Maintenance: log progress.
