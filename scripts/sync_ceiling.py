@@ -72,12 +72,12 @@ def main() -> None:
     parser.add_argument("--frames", type=int, nargs="+", default=[8, 32], help="frames per val clip")
     args = parser.parse_args()
     storage = Storage()
-    try:
+    try:  # the val split is read after the train split: a missing one is a clear error too
         weights = fit_predictor(args.shards, storage)
+        scores = {frames: sync_scores(args.shards, storage, weights, frames) for frames in args.frames}
     except (ValueError, StorageError) as err:
         raise SystemExit(f"error: {err}") from err
-    for frames in args.frames:
-        s = sync_scores(args.shards, storage, weights, frames)
+    for frames, s in scores.items():
         print(f"{frames} frames per clip ({s['queries']:.0f} queries): oracle sync top-1 {s['top1']:.3f} "
               f"(chance {s['chance_top1']:.3f}), pairwise {s['pairwise']:.3f} (chance 0.500)")
 
