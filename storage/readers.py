@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from storage.landmark_motion import landmark_motion
 from storage.shards import LMK, MEL, ClipSample, decode_frames, decode_meta, decode_sample, frame_height, load_npy
 from storage.uri import Storage, StorageError
 from storage.windows import mel_window
@@ -79,6 +80,8 @@ class FrameSamplingConfig:
     samples_per_clip: int = 1  # driving frames drawn per clip read
     shuffle_buffer: int = 16  # clips held for shuffling, per worker
     seed: int = 0
+    motion_points: tuple[int, int] | None = None  # landmark points of ``landmark_motion`` items; None: no such item
+    motion_min_std: float = 0.25  # ``landmark_motion``'s floor under each column's standard deviation
 
 
 def worker_shards(shards: Sequence[str], slot: int, total: int) -> tuple[list[str], int, int]:
@@ -144,6 +147,8 @@ class FrameDataset(IterableDataset):
     - ``mel`` (n_mels, 4 * frames_per_window) float32 and ``mel_valid`` (same width,) bool: ``mel_window`` of t;
     - ``identity_images`` (K, 3, S, S) float32: frames j of the same clip, ``|j - t| >= min_identity_distance``;
     - ``landmarks`` (68, 2) float32: frame t's landmarks in S-px coordinates;
+    - ``landmark_motion`` (4 + 2P,) float32, only with ``motion_points``: frame t's row of
+      ``storage.landmark_motion.landmark_motion`` over the clip;
     - ``key`` str, ``identity`` int (index from ``identities``), ``frame`` int (t).
 
     Clips too short for any identity frame are skipped. Ranks may get different numbers of items.
@@ -181,6 +186,8 @@ class FrameDataset(IterableDataset):
         num_frames = lmk.shape[0]
         stored = frame_height(members)
         size = self.cfg.image_size or stored
+        points = self.cfg.motion_points
+        motion = None if points is None else landmark_motion(lmk, *points, self.cfg.motion_min_std)  # (T, D)
         for _ in range(self.cfg.samples_per_clip):
             picked = pick_frames(num_frames, self.cfg.num_identity_frames, self.cfg.min_identity_distance, rng)
             if picked is None:
@@ -188,9 +195,10 @@ class FrameDataset(IterableDataset):
             t, ids = picked
             images = to_tensor(decode_frames(members, [t, *ids.tolist()], self.cfg.image_size))  # (K+1, 3, S, S)
             window, valid = mel_window(mel, t, self.cfg.frames_per_window, mel.shape[1] // num_frames)
-            yield {
+            item = {
                 "image": images[0], "identity_images": images[1:],
                 "mel": torch.from_numpy(window), "mel_valid": torch.from_numpy(valid),
                 "landmarks": torch.from_numpy(scale_landmarks(lmk[t], stored, size) if size != stored else lmk[t]),
                 "key": key, "identity": self.identities[meta["identity"]], "frame": t,
             }
+            yield item if motion is None else item | {"landmark_motion": torch.from_numpy(motion[t])}

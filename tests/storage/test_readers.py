@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from torch.utils.data import DataLoader
 
+from storage.landmark_motion import landmark_motion
 from storage.readers import FrameDataset, FrameSamplingConfig, iter_clips, pick_frames, scale_landmarks, worker_shards
 from storage.shards import ClipSample, shard_name, write_shard
 from storage.uri import Storage, join
@@ -85,6 +86,17 @@ def test_items_match_their_clip(shards, clips, read_code) -> None:
         assert np.array_equal(item["mel"].numpy(), window) and np.array_equal(item["mel_valid"].numpy(), valid)
         assert np.array_equal(item["landmarks"].numpy(), clip.lmk[t])
         assert item["identity"] == identities(clips)[clip.meta["identity"]]
+        assert "landmark_motion" not in item  # only when asked for (L_lmk on)
+
+
+def test_items_carry_landmark_motion_when_asked(shards, clips) -> None:
+    cfg = dataclasses.replace(CFG, motion_points=(17, 48), motion_min_std=0.5)
+    items = list(FrameDataset(shards[:2], Storage(), cfg, identities(clips)))
+    assert items
+    for item in items:
+        expected = landmark_motion(clips[item["key"]].lmk, 17, 48, 0.5)[item["frame"]]  # (66,)
+        assert item["landmark_motion"].shape == (4 + 2 * 31,)
+        np.testing.assert_array_equal(item["landmark_motion"].numpy(), expected)
 
 
 def test_resize_on_read(shards, clips, read_code) -> None:
