@@ -83,6 +83,7 @@ from pipelines.train.harness import (
     run_training,
     shards_fingerprint,
 )
+from pipelines.train.landmark_motion import landmark_head, landmark_motion_loss
 from pipelines.train.probe import probe_correlations, probe_groups
 from storage.manifest import identity_indices, list_shards, manifest_uri, read_manifest
 from storage.readers import FrameDataset, FrameSamplingConfig, iter_raw, to_tensor
@@ -167,13 +168,14 @@ def phase_of(cur_nsamples: int, cfg: DisentangleConfig) -> int:
     return PHASE_TWO if cur_nsamples >= cfg.phase_two.start_samples else PHASE_ONE
 
 
-def trainable_parts(head: TalkingHead, logit_scale: LogitScale, cfg: DisentangleConfig,
-                    phase: int) -> dict[str, list[nn.Module]]:
-    """The generator-side modules that train in ``phase``, by learning-rate group (D always trains)."""
+def trainable_parts(head: TalkingHead, logit_scale: LogitScale, cfg: DisentangleConfig, phase: int,
+                    landmark: nn.Module | None = None) -> dict[str, list[nn.Module]]:
+    """The generator-side modules that train in ``phase``, by learning-rate group (D always trains); L_lmk's
+    head ``landmark``, when there is one, trains with E_v."""
     if phase == PHASE_TWO:
         return {"identity": [], "visual": [], "audio": [], "generator": [head.generator]}
     visual = head.visual_encoder
-    visual_parts: list[nn.Module] = [visual.mlp_ol, visual.mlp_nl]
+    visual_parts: list[nn.Module] = [visual.mlp_ol, visual.mlp_nl, *([landmark] if landmark is not None else [])]
     if cfg.train_visual_backbone:
         visual_parts.append(visual.backbone)
     if cfg.loss.weights.cl > 0:
@@ -183,11 +185,14 @@ def trainable_parts(head: TalkingHead, logit_scale: LogitScale, cfg: Disentangle
             "generator": [head.generator]}
 
 
-def apply_phase(head: TalkingHead, logit_scale: LogitScale, cfg: DisentangleConfig, phase: int) -> None:
+def apply_phase(head: TalkingHead, logit_scale: LogitScale, cfg: DisentangleConfig, phase: int,
+                landmark: nn.Module | None = None) -> None:
     """Freeze (no gradients, eval mode) every generator-side module except those training in ``phase``."""
     head.eval().requires_grad_(False)
     logit_scale.requires_grad_(False)
-    for modules in trainable_parts(head, logit_scale, cfg, phase).values():
+    if landmark is not None:
+        landmark.eval().requires_grad_(False)
+    for modules in trainable_parts(head, logit_scale, cfg, phase, landmark).values():
         for module in modules:
             module.train().requires_grad_(True)
 
@@ -206,11 +211,11 @@ def group_learning_rates(cur_nsamples: int, cfg: DisentangleConfig) -> dict[str,
             "discriminator": base * scale.discriminator}
 
 
-def make_optimizers(head: TalkingHead, logit_scale: LogitScale, disc: nn.Module,
-                    cfg: DisentangleConfig) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+def make_optimizers(head: TalkingHead, logit_scale: LogitScale, disc: nn.Module, cfg: DisentangleConfig,
+                    landmark: nn.Module | None = None) -> tuple[torch.optim.Adam, torch.optim.Adam]:
     """Adam for the generator side (groups "identity", "visual", "audio" and "generator": phase one's trainable
     parts, so the state keeps its shape across phases) and Adam for D ("discriminator")."""
-    parts = trainable_parts(head, logit_scale, cfg, PHASE_ONE)
+    parts = trainable_parts(head, logit_scale, cfg, PHASE_ONE, landmark)
     groups = [{"name": name, "params": [p for m in modules for p in m.parameters()]} for name, modules in parts.items()]
     return (torch.optim.Adam(groups, lr=0.0, betas=cfg.betas),
             torch.optim.Adam([{"name": "discriminator", "params": list(disc.parameters())}], lr=0.0, betas=cfg.betas))
@@ -263,12 +268,21 @@ def build_loss_nets(cfg: DisentangleConfig, device: torch.device) -> LossNets:
 # Data.
 
 def frame_sampling(cfg: DisentangleConfig) -> FrameSamplingConfig:
-    """The reader's settings, derived from the model preset (image size, window width) and the data params."""
-    preset = TALKING_HEAD_PRESETS[cfg.model]
+    """The reader's settings, derived from the model preset (image size, window width) and the data params;
+    the landmark-motion targets only when L_lmk is on."""
+    preset, motion = TALKING_HEAD_PRESETS[cfg.model], cfg.loss.landmark_motion
     return FrameSamplingConfig(
         num_identity_frames=cfg.data.num_identity_frames, min_identity_distance=cfg.data.min_identity_distance,
         image_size=preset.visual.image_size, frames_per_window=preset.audio.n_frames // MEL_BINS_PER_FRAME,
-        samples_per_clip=cfg.data.samples_per_clip, shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.schedule.seed)
+        samples_per_clip=cfg.data.samples_per_clip, shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.schedule.seed,
+        motion_points=motion.points if cfg.loss.weights.lmk > 0 else None, motion_min_std=motion.min_std)
+
+
+def build_landmark_head(cfg: DisentangleConfig) -> nn.Linear | None:
+    """L_lmk's head on f_nl, or None when L_lmk is off."""
+    if cfg.loss.weights.lmk <= 0:
+        return None
+    return landmark_head(TALKING_HEAD_PRESETS[cfg.model].nl_dim, cfg.loss.landmark_motion)
 
 
 class Round(NamedTuple):
@@ -278,13 +292,16 @@ class Round(NamedTuple):
     driving: torch.Tensor  # (b, 3, S, S) the same frames augmented, E_v's input
     identity: torch.Tensor  # (b, K, 3, S, S)
     mel: torch.Tensor  # (b, 1, n_mels, n_frames)
+    landmark_motion: torch.Tensor | None  # (b, D) L_lmk's targets, None when L_lmk is off
 
 
 def make_round(batch: Mapping[str, Any], cfg: DisentangleConfig, device: torch.device) -> Round:
     """Move a reader batch to the device, augmenting the driving frames (on the CPU, torch's RNG)."""
     real = batch["image"]  # (b, 3, S, S)
+    motion = batch.get("landmark_motion")  # (b, D) or None
     return Round(real.to(device), augment_frames(real, cfg.augment).to(device),
-                 batch["identity_images"].to(device), batch["mel"][:, None].to(device))
+                 batch["identity_images"].to(device), batch["mel"][:, None].to(device),
+                 None if motion is None else motion.to(device))
 
 
 class ValSet(NamedTuple):
@@ -366,10 +383,11 @@ def discriminator_loss(disc: nn.Module, r: Round, fake: torch.Tensor, cfg: Disen
 
 
 def generator_terms(out: TalkingHeadOutput, r: Round, disc: nn.Module, loss_nets: LossNets, mlp_cl: nn.Module,
-                    logit_scale: LogitScale, bank: MemoryBank, cfg: DisentangleConfig,
-                    phase: int) -> dict[str, torch.Tensor]:
-    """The terms of Eq. IV (keys of ``LossWeights``); L_ol and L_cl only in phase one (nothing they reach
-    trains in phase two), L_VGG and L_gaze only when their networks are available."""
+                    logit_scale: LogitScale, bank: MemoryBank, cfg: DisentangleConfig, phase: int,
+                    landmark: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """The terms of Eq. IV (keys of ``LossWeights``); L_ol, L_cl and L_lmk (ours, with a ``landmark`` head)
+    only in phase one (nothing they reach trains in phase two), L_VGG and L_gaze only when their networks are
+    available."""
     weights = cfg.loss.weights
     fake_scales = disc(out.image)
     with torch.no_grad():
@@ -384,6 +402,8 @@ def generator_terms(out: TalkingHeadOutput, r: Round, disc: nn.Module, loss_nets
         if weights.cl > 0:  # MLP_cl on a detached f_v: L_cl must not pull E_v's backbone back to stage 1's features
             f_cl = mlp_cl(out.f_v.detach())  # (b, D)
             terms["cl"] = info_nce_loss(f_cl, out.f_a, logit_scale(), bank.negatives())
+        if landmark is not None and r.landmark_motion is not None:
+            terms["lmk"] = landmark_motion_loss(landmark, out.f_nl, r.landmark_motion)
     return terms
 
 
@@ -457,12 +477,13 @@ def grid_figure(grid: torch.Tensor, title: str) -> Figure:
 
 def training_state(head: nn.Module, ema: nn.Module, disc: nn.Module, logit_scale: nn.Module,
                    optimizers: Sequence[torch.optim.Optimizer], bank: MemoryBank, step: int,
-                   cur_nsamples: int) -> dict[str, Any]:
+                   cur_nsamples: int, landmark: nn.Module | None = None) -> dict[str, Any]:
     """What rank 0 stores in each checkpoint (everything shared by all ranks)."""
+    extra = {} if landmark is None else {"landmark_head": landmark.state_dict()}
     return {"model": head.state_dict(), "ema": ema.state_dict(), "discriminator": disc.state_dict(),
             "logit_scale": logit_scale.state_dict(), "opt_g": optimizers[0].state_dict(),
             "opt_d": optimizers[1].state_dict(), "bank": bank.state_dict(), "step": step,
-            "cur_nsamples": cur_nsamples}
+            "cur_nsamples": cur_nsamples, **extra}
 
 
 def announce_feature_losses(loss_nets: LossNets, tracker: StageRun, lead: bool) -> None:
@@ -515,17 +536,20 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     log.info("Constructing networks (%s preset, stage 1 from %s)...", cfg.model, cfg.contrastive)
     head, logit_scale, disc = build_networks(cfg, read_contrastive(cfg.contrastive, storage, cfg.model))
     head, logit_scale, disc = head.to(device), logit_scale.to(device), disc.to(device)
+    landmark = build_landmark_head(cfg)
+    landmark = None if landmark is None else landmark.to(device)
     ema = copy.deepcopy(head).eval().requires_grad_(False)
     bank = MemoryBank(MEMORY_BANK_PRESETS[cfg.memory_bank]).to(device)
     loss_nets = build_loss_nets(cfg, device)
     announce_feature_losses(loss_nets, tracker, lead)
 
     # Set up the optimizers.
-    optimizers = make_optimizers(head, logit_scale, disc, cfg)
+    optimizers = make_optimizers(head, logit_scale, disc, cfg, landmark)
 
     # Resume training from the last checkpoint, if any.
-    progress = resume(rank, s.seed, {"model": head, "ema": ema, "discriminator": disc, "logit_scale": logit_scale,
-                                     "opt_g": optimizers[0], "opt_d": optimizers[1], "bank": bank}, "batch")
+    stateful = {"model": head, "ema": ema, "discriminator": disc, "logit_scale": logit_scale,
+                "opt_g": optimizers[0], "opt_d": optimizers[1], "bank": bank}
+    progress = resume(rank, s.seed, stateful | ({} if landmark is None else {"landmark_head": landmark}), "batch")
     step, cur_nsamples, epoch, position = progress.step, progress.cur_nsamples, progress.epoch, progress.position
     fresh_start = not progress.resumed
     batches = endless_batches(dataset, batch_gpu, cfg.data.loader_workers, epoch, position)
@@ -542,7 +566,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     while cur_nsamples < s.total_samples:
         if phase_of(cur_nsamples, cfg) != phase:
             phase = phase_of(cur_nsamples, cfg)
-            apply_phase(head, logit_scale, cfg, phase)
+            apply_phase(head, logit_scale, cfg, phase, landmark)
             log.info("Phase %d from %d samples: training %s.", phase, cur_nsamples,
                      "G and D only" if phase == PHASE_TWO else "everything but the frozen encoders")
         lrs = group_learning_rates(cur_nsamples, cfg)
@@ -569,7 +593,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             with autocast:
                 out = outs[i] if keep_graph else head(r.identity, r.driving, r.mel)
                 terms = generator_terms(out, r, disc, loss_nets, head.visual_encoder.mlp_cl, logit_scale, bank, cfg,
-                                        phase)
+                                        phase, landmark)
                 loss_g = weighted_total(terms, cfg.loss.weights)
             (loss_g / s.accum_rounds).backward()
             bank.push(gather_rows(out.f_a.detach().float(), world_size))  # all ranks' audio features, rank order
@@ -599,10 +623,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if crossed(prev_nsamples, cur_nsamples, s.checkpoint_every_samples) and not done:
             metrics, _ = validate(ema, val, cfg)
             tracker.log_metrics(metrics, step)
+            state = training_state(head, ema, disc, logit_scale, optimizers, bank, step, cur_nsamples, landmark)
             report_checkpoint({**metrics, "step": step, "cur_nsamples": cur_nsamples}, rank,
-                              {"rng": capture_rng(), "epoch": epoch, "batch": position},
-                              training_state(head, ema, disc, logit_scale, optimizers, bank, step, cur_nsamples)
-                              if lead else None)
+                              {"rng": capture_rng(), "epoch": epoch, "batch": position}, state if lead else None)
             tick_time = time.perf_counter()  # validation and checkpointing are not training speed
 
     # Finish: validate, draw the reconstruction grid, save the final state with the snapshot.
@@ -612,7 +635,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         tracker.log_figure(grid_figure(grid, f"val reconstructions (EMA, step {step})"), "recon_grid.png")
     report_checkpoint({**metrics, "step": step, "cur_nsamples": cur_nsamples}, rank,
                       {"rng": capture_rng(), "epoch": epoch, "batch": position},
-                      training_state(head, ema, disc, logit_scale, optimizers, bank, step, cur_nsamples)
+                      training_state(head, ema, disc, logit_scale, optimizers, bank, step, cur_nsamples, landmark)
                       if lead else None,
                       (talking_head_snapshot_config(TALKING_HEAD_PRESETS[cfg.model]), ema) if lead else None)
     log.info("Done after %d steps (%d samples).", step, cur_nsamples)

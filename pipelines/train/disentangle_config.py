@@ -20,6 +20,7 @@ from models.vgg import VGG_PRESETS
 from pipelines.ray_env import RayConfig
 from pipelines.train.augment import AugmentConfig
 from pipelines.train.config import ScalingParams, ScheduleParams
+from pipelines.train.landmark_motion import LandmarkMotionParams
 from storage.tracking import TrackingConfig
 from storage.uri import S3Config
 
@@ -65,11 +66,13 @@ class PhaseTwoParams:
 
 @dataclass(frozen=True)
 class DisentangleLossParams:
-    """The GAN loss kind (the supplement's Eq. I is the log loss: "nonsaturating"; PC-AVS uses "hinge") and
-    the lambdas of supplement Eq. IV (all 1 in the paper) plus ``weights.cl`` for L_cl (see disentangle.py)."""
+    """The GAN loss kind (the supplement's Eq. I is the log loss: "nonsaturating"; PC-AVS uses "hinge"), the
+    lambdas of supplement Eq. IV (all 1 in the paper) plus ``weights.cl`` for L_cl (see disentangle.py) and
+    ``weights.lmk`` for L_lmk, whose targets ``landmark_motion`` describes (pipelines/train/landmark_motion.py)."""
 
     gan_kind: GanKind
     weights: LossWeights
+    landmark_motion: LandmarkMotionParams
 
 
 @dataclass(frozen=True)

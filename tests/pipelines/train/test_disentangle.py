@@ -25,6 +25,7 @@ from pipelines.train.disentangle import (
     PHASE_TWO,
     StageInputError,
     apply_phase,
+    build_landmark_head,
     build_networks,
     group_learning_rates,
     read_contrastive,
@@ -40,6 +41,7 @@ from pipelines.train.disentangle_config import (
     PhaseTwoParams,
 )
 from pipelines.train.harness import STATE_FILE
+from pipelines.train.landmark_motion import LandmarkMotionParams
 from pipelines.train.probe import clip_folds, probe_correlations, probe_groups
 from stages.train_disentangle import run_command
 from storage.checkpoint import read_snapshot, save_snapshot
@@ -77,7 +79,8 @@ def make_config(shards: str, contrastive: str, root: Path, total_steps: int) -> 
         lr_scale=LearningRateScales(identity=1.0, visual=0.5, audio=1.0, generator=1.0, discriminator=0.5),
         phase_two=PhaseTwoParams(start_samples=PHASE_TWO_AT, lr=5e-4, warmup_samples=0, decay_samples=8 * BATCH,
                                  min_lr_ratio=0.1),
-        loss=DisentangleLossParams(gan_kind="nonsaturating", weights=LossWeights()),
+        loss=DisentangleLossParams(gan_kind="nonsaturating", weights=LossWeights(lmk=1.0),
+                                   landmark_motion=LandmarkMotionParams(points=(17, 48), min_std=0.25)),
         feature_losses=FeatureLossParams(vgg="tiny", vgg_weights=None, vgg_layer_weights=(1 / 32, 1 / 16, 1 / 8,
                                          1 / 4, 1.0), gaze="tiny", gaze_weights=None, gaze_distance="l1",
                                          allow_random_features=False),
@@ -125,12 +128,18 @@ def test_probe_folds_keep_clips_whole_and_fall_back_to_time_blocks() -> None:
 def test_phase_two_freezes_all_but_the_generator_and_switches_schedules(tmp_path) -> None:
     cfg = make_config("shards", stage_one_snapshot(tmp_path / "c.pt"), tmp_path, STEPS)
     head, scale, _ = build_networks(cfg, read_contrastive(cfg.contrastive, Storage(), "tiny"))
-    apply_phase(head, scale, cfg, PHASE_ONE)
+    landmark = build_landmark_head(cfg)
+    assert landmark is not None and landmark.out_features == 4 + 2 * 31  # rigid + x, y of points 17..47
+    apply_phase(head, scale, cfg, PHASE_ONE, landmark)
     trained = {n.split(".")[0] for n, p in head.named_parameters() if p.requires_grad}
     assert trained == {"identity_encoder", "visual_encoder", "mlp_a2l", "generator"}  # E_a stays frozen
     assert not head.audio_encoder.training and head.visual_encoder.backbone.training
-    apply_phase(head, scale, cfg, PHASE_TWO)
+    assert landmark.weight.requires_grad  # L_lmk's head trains with E_v
+    apply_phase(head, scale, cfg, PHASE_TWO, landmark)
     assert {n.split(".")[0] for n, p in head.named_parameters() if p.requires_grad} == {"generator"}
+    assert not landmark.weight.requires_grad
+    off = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, weights=LossWeights()))
+    assert build_landmark_head(off) is None  # lmk 0 (the paper): no head, no targets
     assert not head.visual_encoder.backbone.training and not scale.log_scale.requires_grad
     before, after = group_learning_rates(PHASE_TWO_AT - BATCH, cfg), group_learning_rates(PHASE_TWO_AT, cfg)
     assert before["generator"] > 0 and before["visual"] == pytest.approx(0.5 * before["generator"])
@@ -203,7 +212,7 @@ def test_run_writes_snapshot_metrics_and_artifacts(first_run) -> None:
     assert params["model"] == "tiny" and params["phase_two.start_samples"] == str(PHASE_TWO_AT)
     assert metric_steps(cfg, run.info.run_id, "train/loss_g") == list(range(1, STEPS + 1))
     assert metric_steps(cfg, run.info.run_id, "val/recon_l1") == [0, 2, 4]  # start, checkpoint, end
-    keys = {"train/loss_d", "train/gan", "train/feat", "train/ol", "train/cl", "train/lr_generator",
+    keys = {"train/loss_d", "train/gan", "train/feat", "train/ol", "train/cl", "train/lmk", "train/lr_generator",
             "train/lr_discriminator", "train/samples_per_s", "val/recon_l1", "val/psnr", "val/nl_reliance",
             "val/nl_spread", *(f"val/probe_{f}/{t}" for f in ("nl", "lip") for t in TARGETS)}
     assert keys <= set(run.data.metrics), keys - set(run.data.metrics)
@@ -226,6 +235,9 @@ def test_phase_two_trains_only_generator_and_discriminator(first_run) -> None:
     changed = {name for name, value in end["model"].items() if not torch.equal(value, at_boundary["model"][name])}
     assert changed and all(name.startswith("generator.") for name in changed), sorted(changed)[:5]
     assert any(not torch.equal(v, at_boundary["discriminator"][n]) for n, v in end["discriminator"].items())
+    assert all(torch.equal(end["landmark_head"][n], v) for n, v in at_boundary["landmark_head"].items())
+    (run,) = stage_runs(cfg)  # L_lmk is a phase-one term: logged at updates 1 and 2 only
+    assert metric_steps(cfg, run.info.run_id, "train/lmk") == [1, 2]
 
 
 def test_longer_rerun_resumes(first_run, shards) -> None:
