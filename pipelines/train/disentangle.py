@@ -41,7 +41,7 @@ import dataclasses
 import io
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -407,6 +407,28 @@ def generator_terms(out: TalkingHeadOutput, r: Round, disc: nn.Module, loss_nets
     return terms
 
 
+def pretrain_visual(head: TalkingHead, landmark: nn.Module, batches: Iterator[tuple[int, int, dict[str, Any]]],
+                    cfg: DisentangleConfig, device: torch.device, world_size: int, tracker: StageRun) -> None:
+    """E_v's pretraining on L_lmk alone, before the GAN (``loss.landmark_motion.pretrain_samples``): E_v's
+    phase-one parts and L_lmk's head under Adam (torch's default betas) at ``pretrain_lr``, gradients averaged
+    over the ranks. Draws its batches from ``batches``, so the data position the checkpoints record includes
+    them. Logs ``pretrain/lmk`` every 10 updates (rank 0's tracker)."""
+    p, visual = cfg.loss.landmark_motion, head.visual_encoder
+    parts = [visual.mlp_ol, visual.mlp_nl, landmark, *([visual.backbone] if cfg.train_visual_backbone else [])]
+    for module in parts:
+        module.train().requires_grad_(True)
+    optimizer = torch.optim.Adam([q for module in parts for q in module.parameters()], lr=p.pretrain_lr)
+    meter, updates = Meter(), -(-p.pretrain_samples // cfg.schedule.batch_size)
+    for update in range(1, updates + 1):
+        r = make_round(next(batches)[2], cfg, device)
+        loss = landmark_motion_loss(landmark, visual(r.driving).f_nl, r.landmark_motion)
+        loss.backward()
+        step_with_averaged_gradients(optimizer, world_size, cfg.schedule.grad_clip)
+        meter.add({"pretrain/lmk": loss.item()})
+        if update % 10 == 0 or update == updates:
+            tracker.log_metrics(meter.means(), update)
+
+
 # Validation.
 
 @torch.no_grad()
@@ -553,6 +575,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     step, cur_nsamples, epoch, position = progress.step, progress.cur_nsamples, progress.epoch, progress.position
     fresh_start = not progress.resumed
     batches = endless_batches(dataset, batch_gpu, cfg.data.loader_workers, epoch, position)
+    if fresh_start and landmark is not None and cfg.loss.landmark_motion.pretrain_samples > 0:
+        log.info("Pretraining E_v on L_lmk for %d samples...", cfg.loss.landmark_motion.pretrain_samples)
+        pretrain_visual(head, landmark, batches, cfg, device, world_size, tracker)
+        ema_update(ema, head, 0.0)  # the EMA starts from the pretrained encoders
     if fresh_start:
         tracker.log_metrics(validate(ema, val, cfg)[0], 0)  # the starting point of the validation curves
     else:

@@ -6,7 +6,7 @@ learns too slowly to ask f_nl for anything (README, "Training"). L_lmk gives f_n
 linear head on f_nl regresses the frame's rigid and non-rigid landmark motion relative to its clip
 (``storage.landmark_motion``), from the brows, nose and eyes by default (the mouth and jaw move with speech,
 which is f_l's job). Its weight is ``loss.weights.lmk``; 0 (off) is the paper and the embedded default,
-because its effect at the CPU budget still depends on the initial weights (README). The head trains with E_v
+because in the stage its effect is still small and depends on the seed (README). The head trains with E_v
 in phase one and is not part of the talking-head snapshot.
 """
 
@@ -24,18 +24,25 @@ from storage.shards import NUM_LANDMARKS
 
 @dataclass(frozen=True)
 class LandmarkMotionParams:
-    """The landmark points L_lmk reads (``points``: first and end, 17 and 48 = brows, nose and eyes) and the
+    """The landmark points L_lmk reads (``points``: first and end, 17 and 48 = brows, nose and eyes), the
     floor under each target column's standard deviation over a clip (``min_std``, in stored-frame pixels
-    for the non-rigid and shift columns, degrees for roll)."""
+    for the non-rigid and shift columns, degrees for roll), and E_v's pretraining on L_lmk alone before the
+    GAN starts (``pretrain_samples`` at Adam rate ``pretrain_lr``; 0 samples: none), the counterpart of the
+    paper's pretrained E_v. The pretraining runs on a fresh start only and is not on the stage's sample clock.
+    """
 
     points: tuple[int, int]
     min_std: float
+    pretrain_samples: int
+    pretrain_lr: float
 
     def __post_init__(self) -> None:
         first, end = self.points
         if not 0 <= first < end - 1 < NUM_LANDMARKS or self.min_std <= 0:
             raise ValueError(f"landmark_motion needs 0 <= points[0] < points[1] - 1 < {NUM_LANDMARKS} and "
                              f"min_std > 0, got {self}")
+        if self.pretrain_samples < 0 or self.pretrain_lr < 0:
+            raise ValueError(f"landmark_motion needs pretrain_samples >= 0 and pretrain_lr >= 0, got {self}")
 
     @property
     def dim(self) -> int:

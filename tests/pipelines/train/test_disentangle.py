@@ -80,7 +80,8 @@ def make_config(shards: str, contrastive: str, root: Path, total_steps: int) -> 
         phase_two=PhaseTwoParams(start_samples=PHASE_TWO_AT, lr=5e-4, warmup_samples=0, decay_samples=8 * BATCH,
                                  min_lr_ratio=0.1),
         loss=DisentangleLossParams(gan_kind="nonsaturating", weights=LossWeights(lmk=1.0),
-                                   landmark_motion=LandmarkMotionParams(points=(17, 48), min_std=0.25)),
+                                   landmark_motion=LandmarkMotionParams(points=(17, 48), min_std=0.25,
+                                                                         pretrain_samples=2 * BATCH, pretrain_lr=1e-3)),
         feature_losses=FeatureLossParams(vgg="tiny", vgg_weights=None, vgg_layer_weights=(1 / 32, 1 / 16, 1 / 8,
                                          1 / 4, 1.0), gaze="tiny", gaze_weights=None, gaze_distance="l1",
                                          allow_random_features=False),
@@ -238,6 +239,7 @@ def test_phase_two_trains_only_generator_and_discriminator(first_run) -> None:
     assert all(torch.equal(end["landmark_head"][n], v) for n, v in at_boundary["landmark_head"].items())
     (run,) = stage_runs(cfg)  # L_lmk is a phase-one term: logged at updates 1 and 2 only
     assert metric_steps(cfg, run.info.run_id, "train/lmk") == [1, 2]
+    assert metric_steps(cfg, run.info.run_id, "pretrain/lmk") == [2]  # E_v's 2 pretraining updates, before step 1
 
 
 def test_longer_rerun_resumes(first_run, shards) -> None:
