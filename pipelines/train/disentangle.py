@@ -168,6 +168,14 @@ def phase_of(cur_nsamples: int, cfg: DisentangleConfig) -> int:
     return PHASE_TWO if cur_nsamples >= cfg.phase_two.start_samples else PHASE_ONE
 
 
+def encoder_parts(head: TalkingHead, cfg: DisentangleConfig, landmark: nn.Module | None) -> list[nn.Module]:
+    """The parts of E_v that train in phase one (MLP_ol, MLP_nl, the backbone when it trains) and L_lmk's head
+    ``landmark`` when there is one: what reaches f_nl."""
+    visual = head.visual_encoder
+    parts: list[nn.Module] = [visual.mlp_ol, visual.mlp_nl, *([landmark] if landmark is not None else [])]
+    return parts + ([visual.backbone] if cfg.train_visual_backbone else [])
+
+
 def trainable_parts(head: TalkingHead, logit_scale: LogitScale, cfg: DisentangleConfig, phase: int,
                     landmark: nn.Module | None = None) -> dict[str, list[nn.Module]]:
     """The generator-side modules that train in ``phase``, by learning-rate group (D always trains); L_lmk's
@@ -175,9 +183,7 @@ def trainable_parts(head: TalkingHead, logit_scale: LogitScale, cfg: Disentangle
     if phase == PHASE_TWO:
         return {"identity": [], "visual": [], "audio": [], "generator": [head.generator]}
     visual = head.visual_encoder
-    visual_parts: list[nn.Module] = [visual.mlp_ol, visual.mlp_nl, *([landmark] if landmark is not None else [])]
-    if cfg.train_visual_backbone:
-        visual_parts.append(visual.backbone)
+    visual_parts = encoder_parts(head, cfg, landmark)
     if cfg.loss.weights.cl > 0:
         visual_parts += [visual.mlp_cl, logit_scale]
     audio_parts = [head.mlp_a2l, *([head.audio_encoder] if cfg.train_audio_encoder else [])]
@@ -413,8 +419,7 @@ def pretrain_visual(head: TalkingHead, landmark: nn.Module, batches: Iterator[tu
     phase-one parts and L_lmk's head under Adam (torch's default betas) at ``pretrain_lr``, gradients averaged
     over the ranks. Draws its batches from ``batches``, so the data position the checkpoints record includes
     them. Logs ``pretrain/lmk`` every 10 updates (rank 0's tracker)."""
-    p, visual = cfg.loss.landmark_motion, head.visual_encoder
-    parts = [visual.mlp_ol, visual.mlp_nl, landmark, *([visual.backbone] if cfg.train_visual_backbone else [])]
+    p, visual, parts = cfg.loss.landmark_motion, head.visual_encoder, encoder_parts(head, cfg, landmark)
     for module in parts:
         module.train().requires_grad_(True)
     optimizer = torch.optim.Adam([q for module in parts for q in module.parameters()], lr=p.pretrain_lr)
