@@ -18,6 +18,10 @@ import numpy as np
 RIGID_COLUMNS = ("roll_deg", "log_scale_x100", "shift_x", "shift_y")
 
 
+class DegenerateLandmarksError(ValueError):
+    """A clip's landmarks have no shape to move (its mean shape is a single point)."""
+
+
 def landmark_motion_dim(first: int, end: int) -> int:
     """Columns of ``landmark_motion`` for points ``first`` to ``end - 1``: 4 rigid + x and y per point."""
     return len(RIGID_COLUMNS) + 2 * (end - first)
@@ -33,7 +37,7 @@ def landmark_motion(landmarks: np.ndarray, first: int, end: int, min_std: float)
     Returns:
         (T, 4 + 2P) float32: roll, log scale, shift x, shift y, then the P non-rigid x and the P non-rigid y.
     Raises:
-        ValueError: a bad point range, or a clip whose mean shape is a single point.
+        ValueError: a bad point range; DegenerateLandmarksError (a ValueError): a clip whose mean shape is one point.
     """
     if not 0 <= first < end <= landmarks.shape[1] or end - first < 2:
         raise ValueError(f"landmark points {first}:{end} are not a range of at least 2 of {landmarks.shape[1]}")
@@ -43,7 +47,7 @@ def landmark_motion(landmarks: np.ndarray, first: int, end: int, min_std: float)
     mean_c = mean - mean.mean()  # (P,)
     norm = float((np.abs(mean_c) ** 2).sum())
     if norm <= 0:
-        raise ValueError("the clip's mean landmark shape has no extent")
+        raise DegenerateLandmarksError("the clip's mean landmark shape has no extent")
     a = ((z - z.mean(axis=1, keepdims=True)) * np.conj(mean_c)).sum(axis=1) / norm  # (T,) rotation and scale
     a = np.where(np.abs(a) > 1e-6, a, 1.0)  # a degenerate frame (all points equal) stays unrotated
     b = z.mean(axis=1) - a * mean.mean()  # (T,) shift

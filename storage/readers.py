@@ -12,6 +12,7 @@ K + 1 JPEGs (see the frames-format note in storage/shards.py).
 
 from __future__ import annotations
 
+import logging
 import tarfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,12 +22,13 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from storage.landmark_motion import landmark_motion
+from storage.landmark_motion import DegenerateLandmarksError, landmark_motion
 from storage.shards import LMK, MEL, ClipSample, decode_frames, decode_meta, decode_sample, frame_height, load_npy
 from storage.uri import Storage, StorageError
 from storage.windows import mel_window
 
 RawSample = tuple[str, dict[str, bytes]]
+log = logging.getLogger(__name__)
 
 
 def iter_tar_samples(stream: IO[bytes]) -> Iterator[RawSample]:
@@ -151,7 +153,8 @@ class FrameDataset(IterableDataset):
       ``storage.landmark_motion.landmark_motion`` over the clip;
     - ``key`` str, ``identity`` int (index from ``identities``), ``frame`` int (t).
 
-    Clips too short for any identity frame are skipped. Ranks may get different numbers of items.
+    Clips too short for any identity frame, and (with ``motion_points``) clips whose landmarks have no shape
+    (``DegenerateLandmarksError``, logged) are skipped. Ranks may get different numbers of items.
     """
 
     def __init__(self, shard_uris: Sequence[str], storage: Storage, cfg: FrameSamplingConfig,
@@ -187,7 +190,11 @@ class FrameDataset(IterableDataset):
         stored = frame_height(members)
         size = self.cfg.image_size or stored
         points = self.cfg.motion_points
-        motion = None if points is None else landmark_motion(lmk, *points, self.cfg.motion_min_std)  # (T, D)
+        try:
+            motion = None if points is None else landmark_motion(lmk, *points, self.cfg.motion_min_std)  # (T, D)
+        except DegenerateLandmarksError as err:
+            log.warning("clip %r skipped: no landmark motion for L_lmk (%s)", key, err)
+            return
         for _ in range(self.cfg.samples_per_clip):
             picked = pick_frames(num_frames, self.cfg.num_identity_frames, self.cfg.min_identity_distance, rng)
             if picked is None:

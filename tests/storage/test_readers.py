@@ -99,6 +99,18 @@ def test_items_carry_landmark_motion_when_asked(shards, clips) -> None:
         np.testing.assert_array_equal(item["landmark_motion"].numpy(), expected)
 
 
+def test_clip_without_landmark_shape_is_skipped_with_a_reason(clips, tmp_path, caplog) -> None:
+    good, flat = sorted(clips.values(), key=lambda c: c.key)[:2]
+    flat = dataclasses.replace(flat, lmk=np.full_like(flat.lmk, 7.0))  # every point in one place
+    uri = join(str(tmp_path), shard_name("train", 0))
+    write_shard([good, flat], uri, Storage())
+    cfg = dataclasses.replace(CFG, motion_points=(17, 48))
+    keys = {item["key"] for item in FrameDataset([uri], Storage(), cfg, identities(clips))}
+    assert keys == {good.key}
+    assert f"clip {flat.key!r} skipped" in caplog.text and "no extent" in caplog.text
+    assert {item["key"] for item in FrameDataset([uri], Storage(), CFG, identities(clips))} == {good.key, flat.key}
+
+
 def test_resize_on_read(shards, clips, read_code) -> None:
     cfg = dataclasses.replace(CFG, image_size=16)
     for item in FrameDataset(shards[:1], Storage(), cfg, identities(clips)):
