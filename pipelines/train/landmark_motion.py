@@ -5,9 +5,9 @@ those weights, E_v's backbone trains in stage 2 from reconstruction alone, and o
 learns too slowly to ask f_nl for anything (README, "Training"). L_lmk gives f_nl a direct signal: a
 linear head on f_nl regresses the frame's rigid and non-rigid landmark motion relative to its clip
 (``storage.landmark_motion``), from the brows, nose and eyes by default (the mouth and jaw move with speech,
-which is f_l's job). Its weight is ``loss.weights.lmk``; 0 (off) is the paper and the embedded default,
-because in the stage its effect is still small and depends on the seed (README). The head trains with E_v
-in phase one and is not part of the talking-head snapshot.
+which is f_l's job). Its weight is ``loss.weights.lmk``: 10 in the embedded default, with E_v pretrained on
+it first, and 0 (off) in the paper profile (README, "Training"). The head trains with E_v in phase one and is
+not part of the talking-head snapshot.
 """
 
 from __future__ import annotations
