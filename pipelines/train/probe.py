@@ -83,25 +83,24 @@ def center_groups(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return out
 
 
-def probe_correlations(features: np.ndarray, targets: Mapping[str, np.ndarray], groups: np.ndarray,
-                       num_folds: int = 2, alpha: float = 1.0, within_groups: bool = False) -> dict[str, float]:
-    """Cross-validated linear probe: for each fold, fit on the other folds and predict this one; return the
-    correlation of the pooled held-out predictions with the truth, per target.
+def probe_predictions(features: np.ndarray, targets: Mapping[str, np.ndarray], groups: np.ndarray,
+                      num_folds: int = 2, alpha: float = 1.0,
+                      within_groups: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-validated linear probe: for each fold, fit on the other folds and predict this one.
 
     Args:
         features: (N, D) one feature vector per frame.
-        targets: name -> (N,) true value per frame.
+        targets: name -> (N,) true value per frame (the columns of the outputs, in this order).
         groups: (N,) clip of every frame (the unit of the split).
         num_folds: folds of clips (2: fit on half of the clips, test on the other half, and back).
         alpha: ridge penalty (see ``ridge_predict``).
         within_groups: subtract each clip's mean from features and targets first, so the probe scores how a
             feature follows the motion within a clip and per-clip offsets (identity, mean pose) do not count.
     Returns:
-        name -> Pearson r in [-1, 1] (0 for a constant prediction or truth).
+        (N, T) pooled held-out predictions and (N, T) truth (clip-centred when ``within_groups``).
     """
-    names = list(targets)
     groups = np.asarray(groups)
-    y = np.stack([np.asarray(targets[n], np.float64) for n in names], axis=1)  # (N, T)
+    y = np.stack([np.asarray(targets[n], np.float64) for n in targets], axis=1)  # (N, T)
     x = np.asarray(features, np.float64)  # (N, D)
     if x.ndim != 2 or len(x) != len(y) or len(groups) != len(y):
         raise ValueError(f"features {x.shape}, targets {y.shape} and groups {len(groups)} do not match")
@@ -112,4 +111,36 @@ def probe_correlations(features: np.ndarray, targets: Mapping[str, np.ndarray], 
     for k in range(num_folds):
         test = folds == k
         pred[test] = ridge_predict(x[~test], y[~test], x[test], alpha)
-    return {n: pearson(pred[:, i], y[:, i]) for i, n in enumerate(names)}
+    return pred, y
+
+
+def probe_correlations(features: np.ndarray, targets: Mapping[str, np.ndarray], groups: np.ndarray,
+                       num_folds: int = 2, alpha: float = 1.0, within_groups: bool = False) -> dict[str, float]:
+    """The Pearson correlation of ``probe_predictions`` with the truth, per target (name -> r in [-1, 1]; 0 for
+    a constant prediction or truth)."""
+    pred, y = probe_predictions(features, targets, groups, num_folds, alpha, within_groups)  # (N, T) each
+    return {n: pearson(pred[:, i], y[:, i]) for i, n in enumerate(targets)}
+
+
+def partial_out(values: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """``values`` (N,) minus its least-squares fit, with an intercept, on the columns of ``others`` (N, K)."""
+    design = np.concatenate([np.ones((len(values), 1)), others], axis=1)  # (N, 1 + K)
+    coef = np.linalg.lstsq(design, values, rcond=None)[0]  # (1 + K,)
+    return values - design @ coef  # (N,)
+
+
+def partial_correlations(pred: np.ndarray, truth: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Per target, the correlation of prediction and truth after both lose what the other targets' truth
+    explains linearly. Pose paths that move together within a clip let a feature that knows one of them
+    score on the others in ``probe_correlations``; here it does not.
+
+    Args:
+        pred, truth: (N, T) from ``probe_predictions``; names: the T target names in column order.
+    Returns:
+        name -> partial r in [-1, 1] (the plain r when there is one target).
+    """
+    out = {}
+    for i, name in enumerate(names):
+        others = np.delete(truth, i, axis=1)  # (N, T - 1)
+        out[name] = pearson(partial_out(pred[:, i], others), partial_out(truth[:, i], others))
+    return out

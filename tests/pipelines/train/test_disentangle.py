@@ -42,7 +42,13 @@ from pipelines.train.disentangle_config import (
 )
 from pipelines.train.harness import STATE_FILE
 from pipelines.train.landmark_motion import LandmarkMotionParams
-from pipelines.train.probe import clip_folds, probe_correlations, probe_groups
+from pipelines.train.probe import (
+    clip_folds,
+    partial_correlations,
+    probe_correlations,
+    probe_groups,
+    probe_predictions,
+)
 from stages.train_disentangle import run_command
 from storage.checkpoint import read_snapshot, save_snapshot
 from storage.tracking import TrackingConfig
@@ -111,6 +117,24 @@ def test_probe_finds_a_linear_code_and_nothing_in_noise() -> None:
     assert probe_correlations(clip_means, {"t": target}, clips)["t"] > 0.5
     assert abs(probe_correlations(clip_means, {"t": target}, clips, within_groups=True)["t"]) < 0.2
     assert probe_correlations(coded, {"t": target}, clips, within_groups=True)["t"] > 0.98
+
+
+def test_partial_probe_does_not_credit_a_correlated_target() -> None:
+    rng = np.random.default_rng(1)
+    clips = np.repeat(np.arange(8), 60)  # (480,)
+    roll = rng.normal(size=480)
+    yaw = 0.8 * roll + 0.6 * rng.normal(size=480)  # (480,) moves with roll, as the corpus's pose paths do
+    blink = rng.normal(size=480)
+    knows_roll = roll[:, None] @ rng.normal(size=(1, 6)) + 0.05 * rng.normal(size=(480, 6))  # (480, 6)
+    targets = {"yaw": yaw, "roll": roll, "blink": blink}
+    plain = probe_correlations(knows_roll, targets, clips)
+    pred, truth = probe_predictions(knows_roll, targets, clips)  # (480, 3) each
+    partial = partial_correlations(pred, truth, list(targets))
+    assert plain["yaw"] > 0.7 and abs(partial["yaw"]) < 0.2  # yaw scored through roll, then not
+    assert plain["roll"] > 0.98 and partial["roll"] > 0.95
+    assert abs(partial["blink"]) < 0.2
+    alone = partial_correlations(pred[:, 1:2], truth[:, 1:2], ["roll"])  # one target: the plain r
+    assert alone["roll"] == pytest.approx(plain["roll"])
 
 
 def test_probe_folds_keep_clips_whole_and_fall_back_to_time_blocks() -> None:
@@ -215,7 +239,8 @@ def test_run_writes_snapshot_metrics_and_artifacts(first_run) -> None:
     assert metric_steps(cfg, run.info.run_id, "val/recon_l1") == [0, 2, 4]  # start, checkpoint, end
     keys = {"train/loss_d", "train/gan", "train/feat", "train/ol", "train/cl", "train/lmk", "train/lr_generator",
             "train/lr_discriminator", "train/samples_per_s", "val/recon_l1", "val/psnr", "val/nl_reliance",
-            "val/nl_spread", *(f"val/probe_{f}/{t}" for f in ("nl", "lip") for t in TARGETS)}
+            "val/nl_spread", *(f"val/{kind}_{f}/{t}" for kind in ("probe", "partial") for f in ("nl", "lip")
+                               for t in TARGETS)}
     assert keys <= set(run.data.metrics), keys - set(run.data.metrics)
     assert "train/vgg" not in run.data.metrics and "train/gaze" not in run.data.metrics  # no weights: off
     assert "unavailable" in run.data.tags["thpad.loss.vgg"] and "unavailable" in run.data.tags["thpad.loss.gaze"]
