@@ -28,7 +28,7 @@ def identity_rig(plan: ClipPlan, cfg: CorpusConfig, landmarker: FaceLandmarker) 
     faces = landmarker.detect(image) or landmarker.detect(image, upsample=1)
     if not faces:
         raise RuntimeError(f"{plan.identity.identity}: no face found in the identity image of {source.name}")
-    return build_rig(image, faces[0].landmarks, cfg.motion)
+    return build_rig(image, faces[0].landmarks, cfg.motion, cfg.relief)
 
 
 def render_clip(plan: ClipPlan, cfg: CorpusConfig, root: Path, landmarker: FaceLandmarker) -> Path:

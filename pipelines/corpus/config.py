@@ -30,6 +30,21 @@ class MotionConfig:
 
 
 @dataclass(frozen=True)
+class ReliefConfig:
+    """The face's depth relief, toward the camera: a half-ellipsoid over the face, ``face`` × its half-width
+    high, plus a Gaussian nose bump, ``nose`` × the distance of the outer eye corners high. 0 and 0 is a flat
+    plane, on which a turn of the head only narrows the face (the same for left and right); with relief the
+    nose moves against the eyes (parallax), so yaw's sign shows, as on real faces (``relief.py``)."""
+
+    face: float = 0.0
+    nose: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.face < 0 or self.nose < 0:
+            raise ValueError(f"corpus.relief needs face >= 0 and nose >= 0, got {self}")
+
+
+@dataclass(frozen=True)
 class SpeechConfig:
     """espeak-ng voices and the ranges from which each clip draws its rate and pitch."""
 
@@ -61,3 +76,4 @@ class CorpusConfig:
     crf: int
     speech: SpeechConfig
     motion: MotionConfig
+    relief: ReliefConfig = ReliefConfig()

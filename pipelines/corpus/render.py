@@ -5,7 +5,8 @@
    the face pinned; a frame's field is their sum weighted by the frame's truth. The gap an opening
    makes between the lips is painted dark so that it reads as an open mouth.
 2. Head pose: the face is a plane rotated by yaw, pitch and roll about its centre, scaled and
-   shifted, and seen through a pinhole camera: one homography per frame.
+   shifted, and seen through a pinhole camera: one homography per frame. With ``corpus.relief`` the
+   face has depth (``relief.py``) and every pixel moves by its own 3-D point's motion.
 The true 68 landmarks of each rendered frame are the base landmarks moved by exactly these maps.
 """
 
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipelines.corpus.config import MotionConfig
+from pipelines.corpus.config import MotionConfig, ReliefConfig
+from pipelines.corpus.relief import depth_map, relief_pose
 from pipelines.media import faces as F
 
 CONTROLS = ("mouth", "blink", "brow", "gaze_x", "gaze_y")
@@ -24,16 +26,20 @@ CONTROLS = ("mouth", "blink", "brow", "gaze_x", "gaze_y")
 
 @dataclass(frozen=True)
 class FaceRig:
-    """An identity image (S, S, 3), its landmarks (68, 2) and a displacement field per control."""
+    """An identity image (S, S, 3), its landmarks (68, 2), a displacement field per control and the face's
+    depth (S, S) toward the camera (None: a flat plane)."""
 
     image: np.ndarray
     landmarks: np.ndarray
     point_moves: dict[str, np.ndarray]
     fields: dict[str, np.ndarray]
+    depth: np.ndarray | None = None
 
 
-def build_rig(image: np.ndarray, landmarks: np.ndarray, cfg: MotionConfig) -> FaceRig:
-    """Precompute the per-control displacement fields (S, S, 2) for one identity image."""
+def build_rig(image: np.ndarray, landmarks: np.ndarray, cfg: MotionConfig,
+              relief: ReliefConfig | None = None) -> FaceRig:
+    """Precompute the per-control displacement fields (S, S, 2) and, with a relief, the depth for one identity
+    image."""
     eye_dist = float(np.linalg.norm(landmarks[list(F.EYE_LEFT)].mean(0) - landmarks[list(F.EYE_RIGHT)].mean(0)))
     moves = _control_moves(landmarks, cfg, eye_dist)
     size = image.shape[0]
@@ -43,7 +49,10 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, cfg: MotionConfig) -> Fa
         fields[name] = _blend_field(points, disp, size, sigmas[name] * eye_dist)
     point_moves = {name: _blend_at(points, disp, landmarks, sigmas[name] * eye_dist)
                    for name, (points, disp) in moves.items()}
-    return FaceRig(image=image, landmarks=landmarks.astype(np.float32), point_moves=point_moves, fields=fields)
+    flat = relief is None or (relief.face == 0 and relief.nose == 0)
+    depth = None if flat else depth_map(landmarks, size, relief)
+    return FaceRig(image=image, landmarks=landmarks.astype(np.float32), point_moves=point_moves, fields=fields,
+                   depth=depth)
 
 
 def _control_moves(lmk: np.ndarray, cfg: MotionConfig, eye_dist: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -102,6 +111,9 @@ def render_frame(rig: FaceRig, state: dict[str, float], focal: float) -> tuple[n
     local = cv2.remap(rig.image, xs - field[..., 0], ys - field[..., 1], cv2.INTER_LINEAR,
                       borderMode=cv2.BORDER_REFLECT)
     _paint_mouth(local, rig.landmarks, lmk, state["mouth"])
+    if rig.depth is not None:
+        rotation = _rotation(state["yaw"], state["pitch"], state["roll"])
+        return relief_pose(local, lmk, rig.depth, rig.landmarks.mean(axis=0), rotation, state, focal)
     homography = pose_homography(rig.landmarks, state, size, focal)
     frame = cv2.warpPerspective(local, homography, (size, size), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REFLECT)
