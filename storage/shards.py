@@ -29,6 +29,7 @@ finished in a temporary file before it appears under its final name.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -38,7 +39,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -225,8 +226,15 @@ def decode_sample(key: str, members: dict[str, bytes]) -> ClipSample:
                       meta=meta, sample_rate=int(rate))
 
 
+class WrittenShard(NamedTuple):
+    """What ``write_shard`` wrote: the clip keys, sorted, and the sha256 of the tar's bytes (16 hex digits)."""
+
+    keys: list[str]
+    sha256: str
+
+
 def write_shard(samples: Iterable[ClipSample], uri: str, storage: Storage,
-                jpeg_quality: int = JPEG_QUALITY, tmp_dir: str | None = None) -> list[str]:
+                jpeg_quality: int = JPEG_QUALITY, tmp_dir: str | None = None) -> WrittenShard:
     """Write clips as one deterministic tar, atomically, at ``uri`` (local path or ``s3://``).
 
     Samples are encoded as they arrive and spilled to an unnamed temporary file, then assembled in key
@@ -241,7 +249,7 @@ def write_shard(samples: Iterable[ClipSample], uri: str, storage: Storage,
         jpeg_quality: JPEG quality of the frames.
         tmp_dir: local folder for temporary files of S3 targets (default: the system's).
     Returns:
-        The keys written, sorted.
+        The keys written, sorted, and the tar's content hash (read back from the local temporary file).
     Raises:
         ValueError: a sample breaks the schema or repeats a key; nothing is written.
         StorageError: the target cannot be written; nothing is left under ``uri``.
@@ -255,10 +263,20 @@ def write_shard(samples: Iterable[ClipSample], uri: str, storage: Storage,
         with tempfile.TemporaryFile(dir=folder) as spill, os.fdopen(fd, "wb") as out:
             index = _spill(samples, spill, jpeg_quality)
             _assemble(spill, index, out)
+        digest = file_sha256(tmp)
         storage.upload_file_atomic(tmp, uri, remove_source=True)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return sorted(index)
+    return WrittenShard(sorted(index), digest)
+
+
+def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    """The sha256 (16 hex digits) of a local file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def _spill(samples: Iterable[ClipSample], spill: IO[bytes], jpeg_quality: int) -> dict[str, tuple[int, int]]:

@@ -72,9 +72,10 @@ def process_shard(plan: ShardPlan, cfg: PreprocessConfig, storage: Storage, land
             return {**record, "resumed": True}
     rows: list[dict] = []
     rejects: list[dict] = []
-    write_shard(_samples(plan, cfg, storage, landmarker, rows, rejects),
-                shard_uri(cfg.out, plan.split, plan.index), storage, cfg.jpeg_quality)
-    record = {"fingerprint": print_, "shard": plan.name, "manifest": rows, "rejects": rejects}
+    written = write_shard(_samples(plan, cfg, storage, landmarker, rows, rejects),
+                          shard_uri(cfg.out, plan.split, plan.index), storage, cfg.jpeg_quality)
+    record = {"fingerprint": print_, "shard": plan.name, "sha256": written.sha256, "manifest": rows,
+              "rejects": rejects}
     storage.write_bytes_atomic(record_uri, json.dumps(record, sort_keys=True).encode())
     return {**record, "resumed": False}
 

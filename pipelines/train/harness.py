@@ -88,11 +88,13 @@ def shards_fingerprint(folder: str, storage: Storage) -> str:
     """A content hash of a preprocess out folder: its manifest and its shard progress records.
 
     The manifest names every clip, shard and frame count; the records carry the preprocessing config's
-    fingerprint, so a change that alters pixels but not the manifest still changes the hash.
+    fingerprint and each shard's sha256, so a change that alters pixels but not the manifest (another
+    preprocessing config, or the same clip names re-rendered from changed sources) still changes the hash.
     """
     digest = hashlib.sha256(storage.read_bytes(manifest_uri(folder)))
     for uri in sorted(storage.list_files(join(folder, "progress"), ".json")):
-        digest.update(json.loads(storage.read_bytes(uri)).get("fingerprint", "").encode())
+        record = json.loads(storage.read_bytes(uri))
+        digest.update(f"{record.get('fingerprint', '')}:{record.get('sha256', '')}".encode())
     return digest.hexdigest()[:16]
 
 

@@ -4,6 +4,7 @@ S3 server that goes away mid-run."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import tarfile
 from collections.abc import Iterator
@@ -40,7 +41,7 @@ def test_round_trip(where: str, request, clip_factory) -> None:
     storage = Storage() if where == "local" else request.getfixturevalue("s3_storage")
     clips = [clip_factory(i, num_frames=8 + i) for i in (2, 0, 1)]
     uri = join(root, shard_name("train", 0))
-    keys = write_shard(clips, uri, storage)
+    keys = write_shard(clips, uri, storage).keys
     assert keys == sorted(c.key for c in clips)
     got = list(iter_clips([uri], storage))
     assert [g.key for g in got] == keys  # written in key order whatever the input order
@@ -52,9 +53,12 @@ def test_byte_identical_and_fixed_headers(local_root: str, clip_factory) -> None
     storage = Storage()
     clips = [clip_factory(i) for i in range(3)]
     first, second = join(local_root, "a.tar"), join(local_root, "b.tar")
-    write_shard(clips, first, storage)
-    write_shard(reversed(clips), second, storage)
+    written = write_shard(clips, first, storage)
+    assert write_shard(reversed(clips), second, storage).sha256 == written.sha256
     assert Path(first).read_bytes() == Path(second).read_bytes()
+    assert written.sha256 == hashlib.sha256(Path(first).read_bytes()).hexdigest()[:16]
+    changed = join(local_root, "c.tar")  # the same keys with other content: another hash
+    assert write_shard([clip_factory(0, num_frames=9), *clips[1:]], changed, storage).sha256 != written.sha256
     with tarfile.open(first) as tar:
         infos = tar.getmembers()
     assert [i.name for i in infos] == [f"{c.key}.{m}" for c in clips for m in MEMBERS]
