@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from models.memory_bank import MEMORY_BANK_PRESETS
 from models.talking_head import TALKING_HEAD_PRESETS
 from pipelines.ray_env import RayConfig
+from pipelines.train.landmark_motion import LandmarkMotionParams
 from storage.tracking import TrackingConfig
 from storage.uri import S3Config
 
@@ -89,11 +90,14 @@ class ContrastiveConfig:
     ``model`` and ``memory_bank`` name presets of ``TALKING_HEAD_PRESETS`` and ``MEMORY_BANK_PRESETS``.
     ``shards`` is the preprocess out folder (``manifest.parquet``, ``shards/``); ``work`` holds the
     training states (``WORK/ray_train/train_contrastive-HASH``); ``out`` is the final snapshot (DVC out).
+    ``landmark_motion`` is E_v's warm-up before L_cl: its backbone regresses the landmark motion of
+    ``points`` for ``pretrain_samples`` samples (0: none, the paper's recipe, whose E_v comes pretrained).
     """
 
     model: str
     memory_bank: str
     init_temperature: float
+    landmark_motion: LandmarkMotionParams
     data: ContrastiveDataParams
     schedule: ScheduleParams
     scaling: ScalingParams

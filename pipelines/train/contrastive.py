@@ -27,6 +27,7 @@ from models.talking_head import TALKING_HEAD_PRESETS
 from models.visual_encoder import VisualEncoder, VisualEncoderConfig
 from pipelines.train.config import ContrastiveConfig
 from pipelines.train.harness import (
+    Meter,
     capture_rng,
     crossed,
     ema_update,
@@ -39,11 +40,13 @@ from pipelines.train.harness import (
     run_training,
     set_learning_rate,
     shards_fingerprint,
+    step_with_averaged_gradients,
 )
+from pipelines.train.landmark_motion import landmark_head, landmark_motion_loss
 from storage.manifest import identity_indices, list_shards, manifest_uri, read_manifest
 from storage.readers import FrameDataset, FrameSamplingConfig, iter_raw
 from storage.shards import MEL, decode_frames, load_npy
-from storage.tracking import NullRun, resume_stage_run
+from storage.tracking import NullRun, StageRun, resume_stage_run
 from storage.uri import Storage
 from storage.windows import mel_window
 
@@ -86,12 +89,14 @@ def build_net(config: Mapping[str, Any]) -> ContrastiveNet:
 
 
 def frame_sampling(cfg: ContrastiveConfig) -> FrameSamplingConfig:
-    """The reader's settings, derived from the model preset (image size, window width) and the data params."""
-    preset = TALKING_HEAD_PRESETS[cfg.model]
+    """The reader's settings, derived from the model preset (image size, window width) and the data params;
+    the frames carry their landmark motion when E_v warms up on it."""
+    preset, warmup = TALKING_HEAD_PRESETS[cfg.model], cfg.landmark_motion
     return FrameSamplingConfig(num_identity_frames=0, min_identity_distance=1, image_size=preset.visual.image_size,
                                frames_per_window=preset.audio.n_frames // MEL_BINS_PER_FRAME,
                                samples_per_clip=cfg.data.samples_per_clip, shuffle_buffer=cfg.data.shuffle_buffer,
-                               seed=cfg.schedule.seed)
+                               seed=cfg.schedule.seed, motion_points=warmup.points if warmup.pretrain_samples else None,
+                               motion_min_std=warmup.min_std)
 
 
 def endless_batches(dataset: FrameDataset, batch_size: int, num_workers: int, epoch: int,
@@ -111,6 +116,28 @@ def endless_batches(dataset: FrameDataset, batch_size: int, num_workers: int, ep
         if taken == 0:
             raise ValueError(f"epoch {epoch} of rank shards {dataset.shard_uris} gave no batch of {batch_size}")
         epoch, skip = epoch + 1, 0
+
+
+def warm_up_visual(net: ContrastiveNet, batches: Iterator[tuple[int, int, dict[str, Any]]], cfg: ContrastiveConfig,
+                   device: torch.device, world_size: int, tracker: StageRun) -> None:
+    """E_v's warm-up before L_cl (``landmark_motion.pretrain_samples``; our stand-in for the paper's pretrained
+    E_v): the backbone and a linear head on f_v regress each frame's landmark motion within its clip (the
+    mouth's by default), under Adam at ``pretrain_lr`` with gradients averaged over the ranks. From random
+    weights, L_cl alone can idle at clip recognition for most of the stage before E_v finds the mouth (README,
+    "Training"). The head is dropped afterwards. Logs ``warmup/lmk`` every 10 updates (rank 0's tracker)."""
+    p, backbone = cfg.landmark_motion, net.visual_encoder.backbone
+    head = landmark_head(net.visual_encoder.cfg.feature_dim, p).to(device)
+    optimizer = torch.optim.Adam([*backbone.parameters(), *head.parameters()], lr=p.pretrain_lr)
+    meter, updates = Meter(), -(-p.pretrain_samples // cfg.schedule.batch_size)
+    for update in range(1, updates + 1):
+        batch = next(batches)[2]
+        image, target = batch["image"].to(device), batch["landmark_motion"].to(device)  # (b, 3, S, S), (b, D)
+        loss = landmark_motion_loss(head, net.visual_encoder.encode(image), target)  # encode: (b, feature_dim)
+        loss.backward()
+        step_with_averaged_gradients(optimizer, world_size, cfg.schedule.grad_clip)
+        meter.add({"warmup/lmk": loss.item()})
+        if update % 10 == 0 or update == updates:
+            tracker.log_metrics(meter.means(), update)
 
 
 def load_val_pairs(shards: Sequence[str], storage: Storage, num_pairs: int, frames_per_clip: int,
@@ -255,9 +282,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     progress = resume(rank, s.seed, {"model": net, "ema": ema, "optimizer": optimizer, "bank": bank}, "batch")
     step, cur_nsamples, epoch, position = progress.step, progress.cur_nsamples, progress.epoch, progress.position
     fresh_start = not progress.resumed
-    model = ray.train.torch.prepare_model(net)  # DDP when world_size > 1
     batches = endless_batches(dataset, batch_gpu, cfg.data.loader_workers, epoch, position)
     tracker = resume_stage_run(cfg.tracking, config["run_id"]) if lead else NullRun()
+    if fresh_start and cfg.landmark_motion.pretrain_samples > 0:
+        log.info("Warming E_v up on landmark motion for %d samples...", cfg.landmark_motion.pretrain_samples)
+        warm_up_visual(net, batches, cfg, device, world_size, tracker)
+        ema_update(ema, net, 0.0)  # the EMA starts from the warmed-up E_v
+    model = ray.train.torch.prepare_model(net)  # DDP when world_size > 1
     if not fresh_start:
         tracker.log_metrics({"progress/resumed_from_nsamples": cur_nsamples}, step)
 

@@ -70,6 +70,7 @@ from pipelines.train.augment import augment_frames
 from pipelines.train.contrastive import MEL_BINS_PER_FRAME, ContrastiveNet, build_net, endless_batches, gather_rows
 from pipelines.train.disentangle_config import DisentangleConfig
 from pipelines.train.harness import (
+    Meter,
     capture_rng,
     crossed,
     ema_update,
@@ -82,6 +83,7 @@ from pipelines.train.harness import (
     resume,
     run_training,
     shards_fingerprint,
+    step_with_averaged_gradients,
 )
 from pipelines.train.landmark_motion import landmark_head, landmark_motion_loss
 from pipelines.train.probe import partial_correlations, pearson, probe_groups, probe_predictions
@@ -232,25 +234,6 @@ def set_group_learning_rates(optimizers: Sequence[torch.optim.Optimizer], lrs: M
     for optimizer in optimizers:
         for group in optimizer.param_groups:
             group["lr"] = lrs[group["name"]]
-
-
-def step_with_averaged_gradients(optimizer: torch.optim.Optimizer, world_size: int, grad_clip: float) -> float:
-    """All-reduce (mean) the gradients of the optimizer's parameters that have one, clip, step, zero.
-
-    StyleGAN3's data parallelism: one flat all-reduce per phase. Every rank runs the same code path, so the
-    same parameters have gradients everywhere. Returns the global gradient norm before clipping.
-    """
-    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    if world_size > 1 and params:
-        flat = torch.cat([p.grad.flatten() for p in params])  # (P,)
-        torch.distributed.all_reduce(flat)
-        flat /= world_size
-        for p, part in zip(params, flat.split([p.numel() for p in params]), strict=True):
-            p.grad.copy_(part.view_as(p.grad))
-    norm = nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf")) if params else 0.0
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return float(norm)
 
 
 class LossNets(NamedTuple):
@@ -522,24 +505,6 @@ def announce_feature_losses(loss_nets: LossNets, tracker: StageRun, lead: bool) 
     for name, net in (("vgg", loss_nets.vgg), ("gaze", loss_nets.gaze)):
         (log.info if net.available else log.warning)("L_%s: %s", name, net.status)
     tracker.set_tags({"thpad.loss.vgg": loss_nets.vgg.status, "thpad.loss.gaze": loss_nets.gaze.status})
-
-
-class Meter:
-    """Running means of scalars between two log ticks."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
-
-    def add(self, values: Mapping[str, float]) -> None:
-        for key, value in values.items():
-            self.sums[key] = self.sums.get(key, 0.0) + float(value)
-            self.counts[key] = self.counts.get(key, 0) + 1
-
-    def means(self) -> dict[str, float]:
-        out = {key: total / self.counts[key] for key, total in self.sums.items()}
-        self.sums, self.counts = {}, {}
-        return out
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:

@@ -24,11 +24,12 @@ from storage.shards import NUM_LANDMARKS
 
 @dataclass(frozen=True)
 class LandmarkMotionParams:
-    """The landmark points L_lmk reads (``points``: first and end, 17 and 48 = brows, nose and eyes), the
-    floor under each target column's standard deviation over a clip (``min_std``, in stored-frame pixels
-    for the non-rigid and shift columns, degrees for roll), and E_v's pretraining on L_lmk alone before the
-    GAN starts (``pretrain_samples`` at Adam rate ``pretrain_lr``; 0 samples: none), the counterpart of the
-    paper's pretrained E_v. The pretraining runs on a fresh start only and is not on the stage's sample clock.
+    """The landmark points the targets read (``points``: first and end; 17 and 48 = brows, nose and eyes; 48 and
+    68 = the mouth), the floor under each target column's standard deviation over a clip (``min_std``, in
+    stored-frame pixels for the non-rigid and shift columns, degrees for roll), and E_v's pretraining on these
+    targets alone before the stage's own losses start (``pretrain_samples`` at Adam rate ``pretrain_lr``; 0
+    samples: none), the counterpart of the paper's pretrained E_v. The pretraining runs on a fresh start only
+    and is not on the stage's sample clock.
     """
 
     points: tuple[int, int]

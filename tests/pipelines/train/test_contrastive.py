@@ -16,17 +16,20 @@ from pipelines.ray_env import RayConfig
 from pipelines.train.config import ContrastiveConfig, ContrastiveDataParams, ScalingParams, ScheduleParams
 from pipelines.train.contrastive import build_net, net_config, train_contrastive
 from pipelines.train.harness import STATE_FILE, learning_rate, run_key
+from pipelines.train.landmark_motion import LandmarkMotionParams
 from storage.checkpoint import read_snapshot
 from storage.tracking import TAG_PARENT_RUN, TrackingConfig
 from storage.uri import S3Config
 
 BATCH = 4  # 2 per worker
 STEPS = 4
+WARMUP_STEPS = 2
 CHECKPOINT_EVERY = 2 * BATCH
 
 
 def make_config(shards: str, root: Path, work: str, total_steps: int, max_failures: int = 0) -> ContrastiveConfig:
-    """The tiny stage config: 2 workers, batch 4, a checkpoint every 2 updates."""
+    """The tiny stage config: 2 workers, batch 4, a checkpoint every 2 updates, after E_v's warm-up of 2
+    updates on the mouth's landmark motion."""
     schedule = ScheduleParams(
         batch_size=BATCH, accum_rounds=1, total_samples=total_steps * BATCH, lr=1e-3, warmup_samples=BATCH,
         decay_samples=8 * BATCH, min_lr_ratio=0.1, grad_clip=1.0, ema_decay=0.5, log_every_samples=BATCH,
@@ -35,6 +38,8 @@ def make_config(shards: str, root: Path, work: str, total_steps: int, max_failur
                               experiment="test-train", pipeline_id="test-pipeline")
     return ContrastiveConfig(
         model="tiny", memory_bank="tiny", init_temperature=0.07,
+        landmark_motion=LandmarkMotionParams(points=(48, 68), min_std=0.25, pretrain_samples=WARMUP_STEPS * BATCH,
+                                             pretrain_lr=1e-3),
         data=ContrastiveDataParams(samples_per_clip=4, shuffle_buffer=4, loader_workers=0, val_pairs=8,
                                    val_frames_per_clip=8),
         schedule=schedule, scaling=ScalingParams(num_workers=2, use_gpu=False, cpus_per_worker=1),
@@ -87,6 +92,7 @@ def test_two_workers_write_snapshot_and_mlflow_run(straight) -> None:
     assert run.info.status == "FINISHED" and run.data.tags[TAG_PARENT_RUN]
     assert run.data.params["schedule.batch_size"] == str(BATCH) and run.data.params["model"] == "tiny"
     assert metric_steps(client, run.info.run_id, "train/loss") == list(range(1, STEPS + 1))
+    assert metric_steps(client, run.info.run_id, "warmup/lmk") == [WARMUP_STEPS]  # logged at its last update
     for key in ("val_ema/top1", "val_ema/top5", "val_ema/sync_top1", "val_ema/sync_pairwise", "val/top1", "train/lr",
                 "train/samples_per_s"):
         assert key in run.data.metrics, key
@@ -165,3 +171,37 @@ def test_retrieval_scores_count_all_pairs_and_same_clip_pairs() -> None:
     assert scores["sync_pairwise"] == 0.5
     assert retrieval_scores(torch.eye(4), torch.tensor([0, 0, 1, 1]))["sync_pairwise"] == 1.0
     assert retrieval_scores(torch.ones(4, 4), torch.tensor([0, 0, 1, 1]))["sync_pairwise"] == 0.5  # all ties
+
+
+def test_warm_up_fits_the_backbone_to_landmark_motion_and_leaves_the_rest(tmp_path) -> None:
+    from pipelines.train.contrastive import warm_up_visual
+    from storage.tracking import NullRun
+
+    class Recorder(NullRun):
+        def __init__(self) -> None:
+            self.logged: list[tuple[int, dict[str, float]]] = []
+
+        def log_metrics(self, metrics, step) -> None:
+            self.logged.append((step, dict(metrics)))
+
+    torch.manual_seed(0)
+    cfg = make_config("shards", tmp_path, "work", STEPS)
+    cfg = dataclasses.replace(cfg, landmark_motion=dataclasses.replace(cfg.landmark_motion, pretrain_samples=60 * 16),
+                              schedule=dataclasses.replace(cfg.schedule, batch_size=16))
+    net = build_net(net_config(cfg))
+    mix = torch.randn(2, cfg.landmark_motion.dim)  # the targets: a fixed mix of the two halves' brightness
+
+    def batch() -> dict[str, torch.Tensor]:
+        image = torch.zeros(16, 3, 56, 56)
+        levels = torch.rand(16, 2) * 2 - 1  # (16, 2): upper and lower half
+        image[:, :, :28], image[:, :, 28:] = levels[:, 0, None, None, None], levels[:, 1, None, None, None]
+        return {"image": image, "landmark_motion": levels @ mix}  # (16, D)
+
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    tracker = Recorder()
+    warm_up_visual(net, ((0, i, batch()) for i in range(60)), cfg, torch.device("cpu"), 1, tracker)
+    steps, losses = [s for s, _ in tracker.logged], [m["warmup/lmk"] for _, m in tracker.logged]
+    assert steps == [10, 20, 30, 40, 50, 60]
+    assert losses[-1] < 0.5 * losses[0], losses  # the backbone learned what the targets need
+    moved = {k for k, v in net.state_dict().items() if not torch.equal(v, before[k])}
+    assert moved and all(k.startswith("visual_encoder.backbone.") for k in moved), sorted(moved)[:5]
