@@ -2,6 +2,8 @@
 the CLIP-style loss L_cl (TH-PAD supplement §I.3; paper_spec §1.5). The audio window and the frame of the
 same clip and time are a positive pair; the other pairs of the batch, and the audio features of past
 batches held in the memory bank MB, are the negatives. Validation: audio→frame retrieval on val pairs.
+Before L_cl, on a fresh start, E_v can warm up on the mouth's landmark motion (``warm_up_visual``), our
+stand-in for the paper's pretrained E_v.
 """
 
 from __future__ import annotations
