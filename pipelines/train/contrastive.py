@@ -29,7 +29,6 @@ from models.talking_head import TALKING_HEAD_PRESETS
 from models.visual_encoder import VisualEncoder, VisualEncoderConfig
 from pipelines.train.config import ContrastiveConfig
 from pipelines.train.harness import (
-    Meter,
     capture_rng,
     crossed,
     ema_update,
@@ -37,12 +36,12 @@ from pipelines.train.harness import (
     init_worker,
     kill_this_worker,
     learning_rate,
+    pretrain,
     report_checkpoint,
     resume,
     run_training,
     set_learning_rate,
     shards_fingerprint,
-    step_with_averaged_gradients,
 )
 from pipelines.train.landmark_motion import landmark_head, landmark_motion_loss
 from storage.manifest import identity_indices, list_shards, manifest_uri, read_manifest
@@ -127,19 +126,16 @@ def warm_up_visual(net: ContrastiveNet, batches: Iterator[tuple[int, int, dict[s
     mouth's by default), under Adam at ``pretrain_lr`` with gradients averaged over the ranks. From random
     weights, L_cl alone can idle at clip recognition for most of the stage before E_v finds the mouth (README,
     "Training"). The head is dropped afterwards. Logs ``warmup/lmk`` every 10 updates (rank 0's tracker)."""
-    p, backbone = cfg.landmark_motion, net.visual_encoder.backbone
-    head = landmark_head(net.visual_encoder.cfg.feature_dim, p).to(device)
-    optimizer = torch.optim.Adam([*backbone.parameters(), *head.parameters()], lr=p.pretrain_lr)
-    meter, updates = Meter(), -(-p.pretrain_samples // cfg.schedule.batch_size)
-    for update in range(1, updates + 1):
-        batch = next(batches)[2]
+    p, visual = cfg.landmark_motion, net.visual_encoder
+    head = landmark_head(visual.cfg.feature_dim, p).to(device)
+
+    def loss_of(batch: dict[str, Any]) -> torch.Tensor:
         image, target = batch["image"].to(device), batch["landmark_motion"].to(device)  # (b, 3, S, S), (b, D)
-        loss = landmark_motion_loss(head, net.visual_encoder.encode(image), target)  # encode: (b, feature_dim)
-        loss.backward()
-        step_with_averaged_gradients(optimizer, world_size, cfg.schedule.grad_clip)
-        meter.add({"warmup/lmk": loss.item()})
-        if update % 10 == 0 or update == updates:
-            tracker.log_metrics(meter.means(), update)
+        return landmark_motion_loss(head, visual.encode(image), target)  # encode: (b, feature_dim)
+
+    pretrain([*visual.backbone.parameters(), *head.parameters()], loss_of, batches,
+             -(-p.pretrain_samples // cfg.schedule.batch_size), p.pretrain_lr, world_size, cfg.schedule.grad_clip,
+             tracker, "warmup/lmk")
 
 
 def load_val_pairs(shards: Sequence[str], storage: Storage, num_pairs: int, frames_per_clip: int,

@@ -79,6 +79,7 @@ from pipelines.train.harness import (
     init_worker,
     kill_this_worker,
     learning_rate,
+    pretrain,
     report_checkpoint,
     resume,
     run_training,
@@ -405,16 +406,14 @@ def pretrain_visual(head: TalkingHead, landmark: nn.Module, batches: Iterator[tu
     p, visual, parts = cfg.loss.landmark_motion, head.visual_encoder, encoder_parts(head, cfg, landmark)
     for module in parts:
         module.train().requires_grad_(True)
-    optimizer = torch.optim.Adam([q for module in parts for q in module.parameters()], lr=p.pretrain_lr)
-    meter, updates = Meter(), -(-p.pretrain_samples // cfg.schedule.batch_size)
-    for update in range(1, updates + 1):
-        r = make_round(next(batches)[2], cfg, device)
-        loss = landmark_motion_loss(landmark, visual(r.driving).f_nl, r.landmark_motion)
-        loss.backward()
-        step_with_averaged_gradients(optimizer, world_size, cfg.schedule.grad_clip)
-        meter.add({"pretrain/lmk": loss.item()})
-        if update % 10 == 0 or update == updates:
-            tracker.log_metrics(meter.means(), update)
+
+    def loss_of(batch: dict[str, Any]) -> torch.Tensor:
+        r = make_round(batch, cfg, device)
+        return landmark_motion_loss(landmark, visual(r.driving).f_nl, r.landmark_motion)
+
+    pretrain([q for module in parts for q in module.parameters()], loss_of, batches,
+             -(-p.pretrain_samples // cfg.schedule.batch_size), p.pretrain_lr, world_size, cfg.schedule.grad_clip,
+             tracker, "pretrain/lmk")
 
 
 # Validation.

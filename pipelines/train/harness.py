@@ -21,7 +21,7 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,7 +34,7 @@ from pipelines.ray_env import RayConfig, ensure_ray
 from pipelines.train.config import ScalingParams, ScheduleParams
 from storage.checkpoint import atomic_torch_save, save_snapshot
 from storage.manifest import manifest_uri
-from storage.tracking import TrackingConfig, open_stage_run, resolve_tracking_config
+from storage.tracking import StageRun, TrackingConfig, open_stage_run, resolve_tracking_config
 from storage.uri import S3Config, Storage, is_s3, join
 
 log = logging.getLogger(__name__)
@@ -297,6 +297,23 @@ def step_with_averaged_gradients(optimizer: torch.optim.Optimizer, world_size: i
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return float(norm)
+
+
+def pretrain(parameters: list[nn.Parameter], loss_of: Callable[[dict[str, Any]], torch.Tensor],
+             batches: Iterator[tuple[int, int, dict[str, Any]]], updates: int, lr: float, world_size: int,
+             grad_clip: float, tracker: StageRun, key: str) -> None:
+    """A short supervised pretraining before a stage's own loop (E_v on landmark motion in stages 1 and 2):
+    ``updates`` steps of Adam (torch's default betas) at ``lr`` on ``loss_of(batch)``, gradients averaged over
+    the ranks. Draws from the stage's ``batches``, so the data position its checkpoints record includes them.
+    Logs the loss's mean as ``key`` every 10 updates and at the last (``tracker``: rank 0's stage run)."""
+    optimizer, meter = torch.optim.Adam(parameters, lr=lr), Meter()
+    for update in range(1, updates + 1):
+        loss = loss_of(next(batches)[2])
+        loss.backward()
+        step_with_averaged_gradients(optimizer, world_size, grad_clip)
+        meter.add({key: loss.item()})
+        if update % 10 == 0 or update == updates:
+            tracker.log_metrics(meter.means(), update)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
