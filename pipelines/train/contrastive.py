@@ -131,7 +131,7 @@ def warm_up_visual(net: ContrastiveNet, batches: Iterator[tuple[int, int, dict[s
 
     def loss_of(batch: dict[str, Any]) -> torch.Tensor:
         image, target = batch["image"].to(device), batch["landmark_motion"].to(device)  # (b, 3, S, S), (b, D)
-        return landmark_motion_loss(head, visual.encode(image), target)  # encode: (b, feature_dim)
+        return landmark_motion_loss(head, visual.encode(image), target, p)  # encode: (b, feature_dim)
 
     pretrain([*visual.backbone.parameters(), *head.parameters()], loss_of, batches,
              -(-p.pretrain_samples // cfg.schedule.batch_size), p.pretrain_lr, world_size, cfg.schedule.grad_clip,

@@ -393,7 +393,8 @@ def generator_terms(out: TalkingHeadOutput, r: Round, disc: nn.Module, loss_nets
             f_cl = mlp_cl(out.f_v.detach())  # (b, D)
             terms["cl"] = info_nce_loss(f_cl, out.f_a, logit_scale(), bank.negatives())
         if landmark is not None and r.landmark_motion is not None:
-            terms["lmk"] = landmark_motion_loss(landmark, out.f_nl, r.landmark_motion)
+            terms["lmk"] = landmark_motion_loss(landmark, out.f_nl, r.landmark_motion,
+                                                 cfg.loss.landmark_motion)
     return terms
 
 
@@ -409,7 +410,7 @@ def pretrain_visual(head: TalkingHead, landmark: nn.Module, batches: Iterator[tu
 
     def loss_of(batch: dict[str, Any]) -> torch.Tensor:
         r = make_round(batch, cfg, device)
-        return landmark_motion_loss(landmark, visual(r.driving).f_nl, r.landmark_motion)
+        return landmark_motion_loss(landmark, visual(r.driving).f_nl, r.landmark_motion, p)
 
     pretrain([q for module in parts for q in module.parameters()], loss_of, batches,
              -(-p.pretrain_samples // cfg.schedule.batch_size), p.pretrain_lr, world_size, cfg.schedule.grad_clip,

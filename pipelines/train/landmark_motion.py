@@ -15,10 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from storage.landmark_motion import landmark_motion_dim
+from storage.landmark_motion import RIGID_COLUMNS, landmark_motion_dim
 from storage.shards import NUM_LANDMARKS
 
 
@@ -29,21 +28,25 @@ class LandmarkMotionParams:
     stored-frame pixels for the non-rigid and shift columns, degrees for roll), and E_v's pretraining on these
     targets alone before the stage's own losses start (``pretrain_samples`` at Adam rate ``pretrain_lr``; 0
     samples: none), the counterpart of the paper's pretrained E_v. The pretraining runs on a fresh start only
-    and is not on the stage's sample clock.
+    and is not on the stage's sample clock. ``rigid_weight`` weighs each of the 4 rigid columns (roll, scale,
+    shift) against each non-rigid one in the loss's weighted mean: with 1, roll is one column of 66 for points
+    17 to 48, and a tiny E_v learns whichever motion is largest first (README, "Training").
     """
 
     points: tuple[int, int]
     min_std: float
     pretrain_samples: int
     pretrain_lr: float
+    rigid_weight: float = 1.0
 
     def __post_init__(self) -> None:
         first, end = self.points
         if not 0 <= first < end - 1 < NUM_LANDMARKS or self.min_std <= 0:
             raise ValueError(f"landmark_motion needs 0 <= points[0] < points[1] - 1 < {NUM_LANDMARKS} and "
                              f"min_std > 0, got {self}")
-        if self.pretrain_samples < 0 or self.pretrain_lr < 0:
-            raise ValueError(f"landmark_motion needs pretrain_samples >= 0 and pretrain_lr >= 0, got {self}")
+        if self.pretrain_samples < 0 or self.pretrain_lr < 0 or self.rigid_weight <= 0:
+            raise ValueError(f"landmark_motion needs pretrain_samples >= 0, pretrain_lr >= 0 and rigid_weight > 0, "
+                             f"got {self}")
 
     @property
     def dim(self) -> int:
@@ -56,12 +59,21 @@ def landmark_head(nl_dim: int, params: LandmarkMotionParams) -> nn.Linear:
     return nn.Linear(nl_dim, params.dim)
 
 
-def landmark_motion_loss(head: nn.Module, f_nl: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L_lmk: mean squared error of the head's prediction from f_nl.
+def column_weights(params: LandmarkMotionParams) -> torch.Tensor:
+    """(D,) loss weight of each target column: ``rigid_weight`` for the rigid ones, then 1, scaled to mean 1."""
+    weights = torch.ones(params.dim)  # (D,)
+    weights[:len(RIGID_COLUMNS)] = params.rigid_weight
+    return weights / weights.mean()
+
+
+def landmark_motion_loss(head: nn.Module, f_nl: torch.Tensor, target: torch.Tensor,
+                         params: LandmarkMotionParams) -> torch.Tensor:
+    """L_lmk: the column-weighted mean squared error of the head's prediction from f_nl (``column_weights``).
 
     Args:
         f_nl: (B, nl_dim) non-lip codes; target: (B, D) standardised landmark motion.
     Returns:
         scalar loss (about 1 for a prediction of 0, since the targets have unit variance per clip).
     """
-    return F.mse_loss(head(f_nl), target)  # head(f_nl): (B, D)
+    weights = column_weights(params).to(target.device, target.dtype)  # (D,)
+    return ((head(f_nl) - target).pow(2) * weights).mean()  # head(f_nl): (B, D)
