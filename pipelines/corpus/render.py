@@ -1,9 +1,9 @@
 """Renders a talking head from one identity image: landmark-guided local warps, then a head pose.
 
-1. Local expression: smooth displacement fields, one per control (mouth opening, blink, brow raise,
+1. Local expression: smooth displacement fields, one per warped control (mouth opening, brow raise,
    gaze x/y), each a Gaussian-weighted blend of landmark displacements with the rest of
-   the face pinned; a frame's field is their sum weighted by the frame's truth. The gap an opening
-   makes between the lips is painted dark so that it reads as an open mouth.
+   the face pinned; a frame's field is their sum weighted by the frame's truth. What a warp cannot
+   show is painted (``paint.py``): the dark gap of an open mouth, and the eyelid over a closing eye.
 2. Head pose: the face is a plane rotated by yaw, pitch and roll about its centre, scaled and
    shifted, and seen through a pinhole camera: one homography per frame. With ``corpus.relief`` the
    face has depth (``relief.py``) and every pixel moves by its own 3-D point's motion.
@@ -18,21 +18,24 @@ import cv2
 import numpy as np
 
 from pipelines.corpus.config import MotionConfig, ReliefConfig
+from pipelines.corpus.paint import lid_colours, paint_lids, paint_mouth
 from pipelines.corpus.relief import depth_map, relief_pose
 from pipelines.media import faces as F
 
 CONTROLS = ("mouth", "blink", "brow", "gaze_x", "gaze_y")
+WARPED = ("mouth", "brow", "gaze_x", "gaze_y")  # a blink moves the landmarks, but its lid is painted, not warped
 
 
 @dataclass(frozen=True)
 class FaceRig:
-    """An identity image (S, S, 3), its landmarks (68, 2), a displacement field per control and the face's
-    depth (S, S) toward the camera (None: a flat plane)."""
+    """An identity image (S, S, 3), its landmarks (68, 2), a displacement field per control, the colour of each
+    upper eyelid (2, 3) and the face's depth (S, S) toward the camera (None: a flat plane)."""
 
     image: np.ndarray
     landmarks: np.ndarray
     point_moves: dict[str, np.ndarray]
     fields: dict[str, np.ndarray]
+    lids: np.ndarray
     depth: np.ndarray | None = None
 
 
@@ -45,14 +48,15 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, cfg: MotionConfig,
     size = image.shape[0]
     sigmas = {"mouth": 0.22, "blink": 0.08, "brow": 0.22, "gaze_x": 0.07, "gaze_y": 0.07}
     fields = {}
-    for name, (points, disp) in moves.items():
+    for name in WARPED:
+        points, disp = moves[name]
         fields[name] = _blend_field(points, disp, size, sigmas[name] * eye_dist)
     point_moves = {name: _blend_at(points, disp, landmarks, sigmas[name] * eye_dist)
                    for name, (points, disp) in moves.items()}
     flat = relief is None or (relief.face == 0 and relief.nose == 0)
     depth = None if flat else depth_map(landmarks, size, relief)
     return FaceRig(image=image, landmarks=landmarks.astype(np.float32), point_moves=point_moves, fields=fields,
-                   depth=depth)
+                   lids=lid_colours(image, landmarks), depth=depth)
 
 
 def _control_moves(lmk: np.ndarray, cfg: MotionConfig, eye_dist: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -105,12 +109,13 @@ def render_frame(rig: FaceRig, state: dict[str, float], focal: float) -> tuple[n
     """Render one frame for a truth ``state`` (mouth, blink, brow, gaze_x, gaze_y, yaw, pitch, roll,
     tx, ty, scale). Returns the (S, S, 3) uint8 frame and its true landmarks (68, 2)."""
     size = rig.image.shape[0]
-    field = sum(state[c] * rig.fields[c] for c in CONTROLS)  # (S, S, 2)
+    field = sum(state[c] * rig.fields[c] for c in WARPED)  # (S, S, 2)
     lmk = rig.landmarks + sum(state[c] * rig.point_moves[c] for c in CONTROLS)  # (68, 2)
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
     local = cv2.remap(rig.image, xs - field[..., 0], ys - field[..., 1], cv2.INTER_LINEAR,
                       borderMode=cv2.BORDER_REFLECT)
-    _paint_mouth(local, rig.landmarks, lmk, state["mouth"])
+    paint_mouth(local, rig.landmarks, lmk, state["mouth"])
+    paint_lids(local, rig.landmarks, lmk, state["blink"], rig.lids)
     if rig.depth is not None:
         rotation = _rotation(state["yaw"], state["pitch"], state["roll"])
         return relief_pose(local, lmk, rig.depth, rig.landmarks.mean(axis=0), rotation, state, focal)
@@ -119,19 +124,6 @@ def render_frame(rig: FaceRig, state: dict[str, float], focal: float) -> tuple[n
                                 borderMode=cv2.BORDER_REFLECT)
     moved = cv2.perspectiveTransform(lmk[None].astype(np.float64), homography)[0]  # (68, 2)
     return frame, moved.astype(np.float32)
-
-
-def _paint_mouth(img: np.ndarray, base: np.ndarray, moved: np.ndarray, opening: float) -> None:
-    """Paint the gap the opening made, between the resting and the lowered inner lower lip, dark.
-
-    Only the new gap is painted, so teeth or lips that show at rest are kept.
-    """
-    if opening < 0.05:
-        return
-    lower = [64, 65, 66, 67, 60]  # inner lower lip from the left corner to the right
-    polygon = np.concatenate([base[lower], moved[lower[::-1]]])  # (10, 2)
-    colour = np.array([45, 14, 18], np.float32) * (1.2 - 0.4 * opening)
-    cv2.fillPoly(img, [np.round(polygon * 16).astype(np.int32)], colour.tolist(), cv2.LINE_AA, shift=4)
 
 
 def pose_homography(lmk: np.ndarray, state: dict[str, float], size: int, focal: float) -> np.ndarray:
