@@ -16,11 +16,16 @@ from pipelines.media.video import read_video
 
 
 def strip(mp4: Path, num: int = 6) -> np.ndarray:
-    """``num`` evenly spaced frames of a clip side by side, each captioned with its truth."""
+    """``num`` frames of a clip side by side, each captioned with its truth: evenly spaced, but the last one is
+    the clip's fullest blink (if it blinks)."""
     frames = read_video(mp4).frames
     truth = json.loads(mp4.with_suffix(".json").read_text())["motion"]
+    picks = np.linspace(0, len(frames) - 1, num).astype(int)
+    blink = np.asarray(truth["blink"][:len(frames)])
+    if blink.max() > 0:
+        picks[-1] = int(np.argmax(blink))
     tiles = []
-    for t in np.linspace(0, len(frames) - 1, num).astype(int):
+    for t in sorted(picks):
         tile = np.ascontiguousarray(frames[t])
         caption = [f"t={t} mouth={truth['mouth'][t]:.2f}", f"yaw={truth['yaw'][t]:+.1f} blink={truth['blink'][t]:.1f}"]
         for row, text in enumerate(caption):
