@@ -32,7 +32,7 @@ def lid_colours(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         lid = landmarks[list(upper)]  # (2, 2)
         above = landmarks[list(brow)].mean(0)  # (2,)
         points = np.round(lid + LID_SAMPLE * (above - lid)).astype(int)  # (2, 2)
-        points = np.clip(points, 0, image.shape[0] - 1)
+        points = np.clip(points, 1, np.array(image.shape[1::-1]) - 2)  # (2, 2): each 3 x 3 patch inside the image
         patch = [image[y - 1:y + 2, x - 1:x + 2].reshape(-1, 3) for x, y in points]
         colours.append(np.median(np.concatenate(patch), axis=0))
     return np.asarray(colours, np.float32)

@@ -41,6 +41,13 @@ def test_lid_colour_is_the_skin_above_the_eye(rig) -> None:
     assert colours.mean() > inside.mean() + 20
 
 
+def test_lid_colour_at_the_image_border_is_read_inside_it() -> None:
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[:3, :3] = (200, 150, 100)  # the only colour near the corner
+    lmk = np.zeros((68, 2), np.float32)  # every point at pixel (0, 0)
+    np.testing.assert_array_equal(lid_colours(image, lmk), [[200, 150, 100]] * 2)
+
+
 def test_a_full_blink_covers_the_eye_with_the_lid(rig) -> None:
     open_eye, lmk_open = render_frame(rig, REST, FOCAL)
     closed, lmk_closed = render_frame(rig, REST | {"blink": 1.0}, FOCAL)
