@@ -164,6 +164,7 @@ class FrameDataset(IterableDataset):
             raise ValueError(f"rank {rank} is not in [0, {world_size})")
         self.shard_uris, self.storage, self.cfg = list(shard_uris), storage, cfg
         self.identities, self.rank, self.world_size, self.epoch = dict(identities), rank, world_size, epoch
+        self._identity: dict[str, int] = {}  # clip key -> identity index, read from the clip's meta once
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle for ``epoch`` (call before iterating, as with ``DistributedSampler``)."""
@@ -180,11 +181,19 @@ class FrameDataset(IterableDataset):
         for key, members in shuffled(clips, self.cfg.shuffle_buffer, rng):
             yield from self.clip_items(key, members, rng)
 
+    def identity_index(self, key: str, members: dict[str, bytes]) -> int:
+        """The clip's index in ``identities``, from its meta's identity, parsed on the clip's first read only (a
+        sample-corpus meta carries the truth of every frame: parsing it cost more than the rest of an item)."""
+        if key not in self._identity:
+            name = decode_meta(key, members)["identity"]
+            if name not in self.identities:
+                raise KeyError(f"clip {key!r}: identity {name!r} is not in the identity index")
+            self._identity[key] = self.identities[name]
+        return self._identity[key]
+
     def clip_items(self, key: str, members: dict[str, bytes], rng: np.random.Generator) -> Iterator[dict[str, Any]]:
         """The ``samples_per_clip`` items of one clip (raw members as read from a shard)."""
-        meta = decode_meta(key, members)
-        if meta["identity"] not in self.identities:
-            raise KeyError(f"clip {key!r}: identity {meta['identity']!r} is not in the identity index")
+        identity = self.identity_index(key, members)
         lmk, mel = load_npy(members[LMK]), load_npy(members[MEL])  # (T, 68, 2), (n_mels, 4T)
         num_frames = lmk.shape[0]
         stored = frame_height(members)
@@ -206,6 +215,6 @@ class FrameDataset(IterableDataset):
                 "image": images[0], "identity_images": images[1:],
                 "mel": torch.from_numpy(window), "mel_valid": torch.from_numpy(valid),
                 "landmarks": torch.from_numpy(scale_landmarks(lmk[t], stored, size) if size != stored else lmk[t]),
-                "key": key, "identity": self.identities[meta["identity"]], "frame": t,
+                "key": key, "identity": identity, "frame": t,
             }
             yield item if motion is None else item | {"landmark_motion": torch.from_numpy(motion[t])}

@@ -111,6 +111,23 @@ def test_clip_without_landmark_shape_is_skipped_with_a_reason(clips, tmp_path, c
     assert {item["key"] for item in FrameDataset([uri], Storage(), CFG, identities(clips))} == {good.key, flat.key}
 
 
+def test_a_clip_of_an_unknown_identity_is_refused_by_name(shards, clips) -> None:
+    known = identities(clips)
+    missing = sorted(known)[0]
+    dataset = FrameDataset(shards, Storage(), CFG, {k: v for k, v in known.items() if k != missing})
+    with pytest.raises(KeyError, match=f"identity '{missing}' is not in the identity index"):
+        list(dataset)
+
+
+def test_later_epochs_give_the_identities_of_the_first(shards, clips) -> None:
+    """The identity index is parsed from each clip's meta once and kept: every epoch labels clips alike."""
+    dataset, known = FrameDataset(shards, Storage(), CFG, identities(clips)), identities(clips)
+    for epoch in range(2):
+        dataset.set_epoch(epoch)
+        for item in dataset:
+            assert item["identity"] == known[clips[item["key"]].meta["identity"]]
+
+
 def test_resize_on_read(shards, clips, read_code) -> None:
     cfg = dataclasses.replace(CFG, image_size=16)
     for item in FrameDataset(shards[:1], Storage(), cfg, identities(clips)):
