@@ -13,6 +13,7 @@ loopback and free ports: the tests' shared cluster, and a local stand-in for a c
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -78,8 +79,19 @@ def ensure_ray(cfg: RayConfig) -> None:
     if address:
         ray.init(address=address, runtime_env={"env_vars": env_vars}, log_to_driver=True)
         return
+    temp_dir = _short_temp_dir()
     ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, runtime_env={"env_vars": env_vars},
-             _temp_dir=_short_temp_dir(), configure_logging=True, logging_level="WARNING")
+             _temp_dir=temp_dir, configure_logging=True, logging_level="WARNING")
+    atexit.register(_remove_local_ray, temp_dir)
+
+
+def _remove_local_ray(temp_dir: str) -> None:
+    """At exit: stop the local Ray this process started, then delete its session folder (Ray's logs and
+    sockets, which Ray leaves behind). Registered after ``ray.init``, so it runs before Ray's own exit hook."""
+    import ray
+
+    ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _short_temp_dir() -> str:

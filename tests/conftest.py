@@ -3,8 +3,10 @@ sample corpus between the tests that read it."""
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,6 +21,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # starts, so workers inherit them. aiobotocore breaks on AWS_CONFIG_FILE=/dev/null: use an empty file.
 _EMPTY_AWS = Path(tempfile.mkdtemp(prefix="thpad-aws-")) / "empty"
 _EMPTY_AWS.write_text("")
+atexit.register(shutil.rmtree, _EMPTY_AWS.parent, ignore_errors=True)  # after the session, its workers gone
 os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                    "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(_EMPTY_AWS),
                    "AWS_SHARED_CREDENTIALS_FILE": str(_EMPTY_AWS), "AWS_EC2_METADATA_DISABLED": "true"})
