@@ -31,11 +31,13 @@ from pipelines.train.disentangle import (
     read_contrastive,
 )
 from pipelines.train.disentangle_config import DisentangleConfig
+from pipelines.train.harness import pretrain
 from pipelines.train.probe import pearson, probe_predictions
 from scripts.corpus_clips import truth_clips
 from storage.manifest import identity_indices, list_shards, manifest_uri, read_manifest
 from storage.params import load_params
 from storage.readers import FrameDataset
+from storage.tracking import NullRun
 from storage.uri import Storage
 from storage.voxceleb import sample_key
 
@@ -55,30 +57,28 @@ def clip_targets(shards: str, target: str, storage: Storage) -> dict[str, torch.
 
 def train(cfg: DisentangleConfig, targets: dict[str, torch.Tensor], updates: int, clean: bool,
           storage: Storage) -> tuple[nn.Module, float]:
-    """E_v (from stage 1) regressing the true target; returns the talking head and the training fit r."""
+    """E_v (from stage 1) regressing the true target with stage 2's pretraining loop (``harness.pretrain``);
+    returns the talking head and the training fit r."""
     head, _, _ = build_networks(cfg, read_contrastive(cfg.contrastive, storage, cfg.model))
     probe = nn.Linear(head.cfg.nl_dim, 1)
     parts = [*encoder_parts(head, cfg, None), probe]
     for module in parts:
         module.train().requires_grad_(True)
-    params = [q for module in parts for q in module.parameters()]
-    optimiser = torch.optim.Adam(params, lr=cfg.loss.landmark_motion.pretrain_lr)
     identities = identity_indices(read_manifest(manifest_uri(cfg.shards), storage))
     dataset = FrameDataset(list_shards(cfg.shards, "train", storage), storage, frame_sampling(cfg), identities)
-    batches = endless_batches(dataset, cfg.schedule.batch_size, 0, 0, 0)
     fit: list[tuple[torch.Tensor, torch.Tensor]] = []
-    for step in range(updates):
-        batch: dict[str, Any] = next(batches)[2]
+
+    def loss_of(batch: dict[str, Any]) -> torch.Tensor:
         r = make_round(batch, cfg, torch.device("cpu"))
         truth = torch.stack([targets[k][int(t)] for k, t in zip(batch["key"], batch["frame"], strict=True)])  # (B,)
         pred = probe(head.visual_encoder(r.real if clean else r.driving).f_nl)[:, 0]  # (B,)
-        loss = (pred - truth).pow(2).mean()
-        optimiser.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(params, cfg.schedule.grad_clip)
-        optimiser.step()
-        if step >= updates - FIT_BATCHES:
-            fit.append((pred.detach(), truth))
+        fit.append((pred.detach(), truth))
+        del fit[:-FIT_BATCHES]
+        return (pred - truth).pow(2).mean()
+
+    pretrain([q for module in parts for q in module.parameters()], loss_of,
+             endless_batches(dataset, cfg.schedule.batch_size, 0, 0, 0), updates,
+             cfg.loss.landmark_motion.pretrain_lr, 1, cfg.schedule.grad_clip, NullRun(), "oracle")
     pred, truth = (torch.cat(x).numpy() for x in zip(*fit, strict=True))
     return head, pearson(pred.astype(np.float64), truth.astype(np.float64))
 
