@@ -49,7 +49,10 @@ def clip_targets(shards: str, target: str, storage: Storage) -> dict[str, torch.
     """Clip key -> (T,) the true ``target`` of the train split, centred and scaled per clip."""
     out = {}
     for meta, _ in truth_clips(shards, "train", storage):
-        series = np.asarray(meta["truth"]["motion"][target], np.float32)  # (T,)
+        motion = meta["truth"].get("motion", {})
+        if target not in motion:
+            raise ValueError(f"--target {target!r} is not in the corpus truth (known: {sorted(motion)})")
+        series = np.asarray(motion[target], np.float32)  # (T,)
         key = sample_key(meta["identity"], meta["video"], meta["utterance"])
         out[key] = torch.from_numpy((series - series.mean()) / (series.std() + MIN_STD))
     return out
@@ -105,7 +108,11 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     cfg, storage = load_params(args.params).train_disentangle, Storage()
-    head, fit = train(cfg, clip_targets(cfg.shards, args.target, storage), args.updates, args.clean, storage)
+    try:
+        targets = clip_targets(cfg.shards, args.target, storage)
+    except ValueError as err:
+        raise SystemExit(f"blink_oracle: {err}") from None
+    head, fit = train(cfg, targets, args.updates, args.clean, storage)
     print(f"{args.target}, {args.updates} updates, {'clean' if args.clean else 'augmented'} frames: "
           f"training fit r {fit:.3f}; val probe of f_nl {val_probe(head, cfg, storage)}")
 
