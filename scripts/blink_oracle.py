@@ -29,10 +29,11 @@ from pipelines.train.disentangle import (
     load_val_set,
     make_round,
     read_contrastive,
+    validate,
 )
 from pipelines.train.disentangle_config import DisentangleConfig
 from pipelines.train.harness import pretrain
-from pipelines.train.probe import pearson, probe_predictions
+from pipelines.train.probe import pearson
 from scripts.corpus_clips import truth_clips
 from storage.manifest import identity_indices, list_shards, manifest_uri, read_manifest
 from storage.params import load_params
@@ -87,14 +88,11 @@ def train(cfg: DisentangleConfig, targets: dict[str, torch.Tensor], updates: int
 
 
 def val_probe(head: nn.Module, cfg: DisentangleConfig, storage: Storage) -> dict[str, float]:
-    """Stage 2's probe of f_nl on the val clips (target -> r)."""
+    """Stage 2's probe of f_nl on the val clips (target -> r), from stage 2's own ``validate``."""
     val = load_val_set(list_shards(cfg.shards, "val", storage), storage, cfg, frame_sampling(cfg))
-    head.eval()
-    with torch.no_grad():
-        f_nl = torch.cat([head.visual_encoder(x).f_nl for x in val.images.split(256)])  # (N, nl_dim)
-    pred, truth = probe_predictions(f_nl.double().numpy(), val.truth, val.groups, cfg.val.probe_folds,
-                                    cfg.val.probe_ridge, within_groups=True)  # (N, T) each
-    return {t: round(pearson(pred[:, i], truth[:, i]), 3) for i, t in enumerate(val.truth)}
+    metrics, _ = validate(head.eval(), val, cfg)
+    prefix = "val/probe_nl/"
+    return {name[len(prefix):]: round(r, 3) for name, r in metrics.items() if name.startswith(prefix)}
 
 
 def main() -> None:
