@@ -2,8 +2,11 @@
 (an actor pool, so dlib loads once per worker) → manifest.parquet and rejects.parquet.
 
 Resumable: each finished shard leaves a small record (``OUT/progress/{shard}.json``, written after
-the shard) holding its manifest rows, its rejects and the config fingerprint; a rerun skips shards
-whose record matches, so a killed run picks up where it stopped and gives the same bytes.
+the shard) holding its manifest rows, its rejects, the config fingerprint and a ``sources`` hash of the
+shard's plan (its clips' keys and URIs) and of every source file's ``Storage.version`` (size and mtime,
+or S3 ETag and size). A rerun skips shards whose record matches both, so a killed run picks up where it
+stopped and gives the same bytes, while a shard whose config, clip list or source files changed (a clip
+replaced under the same name, say) is rewritten, with an INFO line saying why.
 """
 
 from __future__ import annotations
@@ -30,12 +33,52 @@ from storage.voxceleb import SourceClip, discover
 
 log = logging.getLogger(__name__)
 PROGRESS_DIR = "progress"
+MISSING = "missing"  # the version of a local source that cannot be stat'ed
 
 
 def fingerprint(cfg: PreprocessConfig) -> str:
     """A hash of everything that changes the bytes of a shard (not workers, Ray or S3 settings)."""
     relevant = {k: v for k, v in to_dict(cfg).items() if k not in ("workers", "ray", "s3", "out")}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def source_uris(clip: SourceClip) -> list[str]:
+    """The files a clip is read from: its video, and its audio and truth when it has them."""
+    return [uri for uri in (clip.video_uri, clip.audio_uri, clip.truth_uri) if uri is not None]
+
+
+def _version(uri: str, storage: Storage) -> str:
+    """``Storage.version``, but a local file that cannot be stat'ed is ``MISSING``, so its shard is rewritten
+    and the clip refused by the normal path, as before. S3 errors propagate: reading would fail likewise."""
+    try:
+        return storage.version(uri)
+    except StorageError:
+        if is_s3(uri):
+            raise
+        return MISSING
+
+
+def sources_digest(plan: ShardPlan, storage: Storage) -> str:
+    """A hash of a shard's plan (split, index, clips with keys and URIs) and the current version of every
+    source file of its clips: it changes when a clip is added, removed or replaced under the same name.
+
+    Taken before the shard is written, so a file changed mid-write leaves a record that no longer matches.
+    """
+    versions = {uri: _version(uri, storage) for clip in plan.clips for uri in source_uris(clip)}
+    text = json.dumps({"plan": plan_to_json(plan), "versions": versions}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def stale_reason(record: dict, print_: str, sources: str) -> str | None:
+    """Why a progress record no longer describes the shard to write, or None when the shard can be resumed."""
+    reasons = []
+    if record.get("fingerprint") != print_:
+        reasons.append("the preprocess config changed")
+    if "sources" not in record:
+        reasons.append("its record predates source tracking")
+    elif record["sources"] != sources:
+        reasons.append("its clip list or source files changed")
+    return " and ".join(reasons) or None
 
 
 def _reject(source: str, key: str | None, stage: str, reason: str) -> dict:
@@ -64,18 +107,21 @@ def _samples(plan: ShardPlan, cfg: PreprocessConfig, storage: Storage, landmarke
 
 def process_shard(plan: ShardPlan, cfg: PreprocessConfig, storage: Storage, landmarker: Landmarker,
                   print_: str) -> dict:
-    """Write one shard (unless its progress record says it is done) and return the record."""
+    """Write one shard (unless its progress record matches the config and sources) and return the record."""
     record_uri = join(cfg.out, PROGRESS_DIR, plan.name + ".json")
+    sources = sources_digest(plan, storage)
     if storage.exists(record_uri):
         record = json.loads(storage.read_bytes(record_uri))
-        if record.get("fingerprint") == print_:
+        stale = stale_reason(record, print_, sources)
+        if stale is None:
             return {**record, "resumed": True}
+        log.info("rewriting shard %s: %s", plan.name, stale)
     rows: list[dict] = []
     rejects: list[dict] = []
     written = write_shard(_samples(plan, cfg, storage, landmarker, rows, rejects),
                           shard_uri(cfg.out, plan.split, plan.index), storage, cfg.jpeg_quality)
-    record = {"fingerprint": print_, "shard": plan.name, "sha256": written.sha256, "manifest": rows,
-              "rejects": rejects}
+    record = {"fingerprint": print_, "sources": sources, "shard": plan.name, "sha256": written.sha256,
+              "manifest": rows, "rejects": rejects}
     storage.write_bytes_atomic(record_uri, json.dumps(record, sort_keys=True).encode())
     return {**record, "resumed": False}
 

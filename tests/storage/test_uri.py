@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -98,3 +99,33 @@ def test_storage_and_errors_pickle(s3_storage: Storage, s3_root: str) -> None:
     err = pickle.loads(pickle.dumps(StorageError("read", "s3://b/k", "boom", "http://e")))
     assert str(err) == "cannot read s3://b/k: boom (endpoint http://e)" and err.uri == "s3://b/k"
     assert isinstance(err, OSError)
+
+
+def test_local_version_follows_the_bytes(local_root: str) -> None:
+    storage = Storage()
+    uri = join(local_root, "clip.mp4")
+    storage.write_bytes_atomic(uri, b"first")
+    before = storage.version(uri)
+    assert storage.version(uri) == before  # untouched: the same
+    stat = Path(uri).stat()
+    storage.write_bytes_atomic(uri, b"other")  # same name, same size, different bytes
+    os.utime(uri, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a different mtime even on coarse clocks
+    assert storage.version(uri) != before
+    assert storage.version(uri) == storage.version(uri)
+
+
+def test_s3_version_follows_the_bytes(s3_root: str, s3_storage: Storage) -> None:
+    uri = join(s3_root, "clip.mp4")
+    s3_storage.write_bytes_atomic(uri, b"first")
+    before = s3_storage.version(uri)
+    assert s3_storage.version(uri) == before
+    s3_storage.write_bytes_atomic(uri, b"other")  # same size: only the ETag tells them apart
+    assert s3_storage.version(uri) != before
+
+
+def test_version_of_missing_file_names_it(root_and_storage: tuple[str, Storage]) -> None:
+    root, storage = root_and_storage
+    uri = join(root, "missing.mp4")
+    with pytest.raises(StorageError, match=f"cannot stat {uri}: ") as info:
+        storage.version(uri)
+    assert info.value.uri == uri and info.value.operation == "stat"
