@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from storage.eye_closure import CLOSURE_SIZE, eye_closure
 from storage.landmark_motion import DegenerateLandmarksError, landmark_motion
 from storage.shards import LMK, MEL, ClipSample, decode_frames, decode_meta, decode_sample, frame_height, load_npy
 from storage.uri import Storage, StorageError
@@ -84,6 +85,8 @@ class FrameSamplingConfig:
     seed: int = 0
     motion_points: tuple[int, int] | None = None  # landmark points of ``landmark_motion`` items; None: no such item
     motion_min_std: float = 0.25  # ``landmark_motion``'s floor under each column's standard deviation
+    closure: bool = False  # with ``motion_points``: append ``storage.eye_closure``'s column to ``landmark_motion``
+    closure_min_std: float = 0.05  # the closure column's floor under its standard deviation over the clip
 
 
 def worker_shards(shards: Sequence[str], slot: int, total: int) -> tuple[list[str], int, int]:
@@ -150,7 +153,9 @@ class FrameDataset(IterableDataset):
     - ``identity_images`` (K, 3, S, S) float32: frames j of the same clip, ``|j - t| >= min_identity_distance``;
     - ``landmarks`` (68, 2) float32: frame t's landmarks in S-px coordinates;
     - ``landmark_motion`` (4 + 2P,) float32, only with ``motion_points``: frame t's row of
-      ``storage.landmark_motion.landmark_motion`` over the clip;
+      ``storage.landmark_motion.landmark_motion`` over the clip, then with ``closure`` one more column: its
+      ``storage.eye_closure.eye_closure``, centred on the clip and divided by its std plus ``closure_min_std``
+      (computed on the clip's first read and kept);
     - ``key`` str, ``identity`` int (index from ``identities``), ``frame`` int (t).
 
     Clips too short for any identity frame, and (with ``motion_points``) clips whose landmarks have no shape
@@ -165,6 +170,7 @@ class FrameDataset(IterableDataset):
         self.shard_uris, self.storage, self.cfg = list(shard_uris), storage, cfg
         self.identities, self.rank, self.world_size, self.epoch = dict(identities), rank, world_size, epoch
         self._identity: dict[str, int] = {}  # clip key -> identity index, read from the clip's meta once
+        self._closure: dict[str, np.ndarray] = {}  # clip key -> (T, 1) standardised eye closure, computed once
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle for ``epoch`` (call before iterating, as with ``DistributedSampler``)."""
@@ -191,6 +197,17 @@ class FrameDataset(IterableDataset):
             self._identity[key] = self.identities[name]
         return self._identity[key]
 
+    def closure_column(self, key: str, members: dict[str, bytes], lmk: np.ndarray, stored: int) -> np.ndarray:
+        """The clip's (T, 1) standardised ``eye_closure``, from all its frames decoded once at ``CLOSURE_SIZE`` px
+        (or the stored size when smaller) on its first read, then kept (0.08 s for a 160-frame clip here)."""
+        if key not in self._closure:
+            size = min(CLOSURE_SIZE, stored)
+            frames = decode_frames(members, None, size)  # (T, s, s, 3)
+            closure = eye_closure(frames, scale_landmarks(lmk, stored, size) if size != stored else lmk)  # (T,)
+            column = (closure - closure.mean()) / (closure.std() + self.cfg.closure_min_std)  # (T,)
+            self._closure[key] = column[:, None].astype(np.float32)  # (T, 1)
+        return self._closure[key]
+
     def clip_items(self, key: str, members: dict[str, bytes], rng: np.random.Generator) -> Iterator[dict[str, Any]]:
         """The ``samples_per_clip`` items of one clip (raw members as read from a shard)."""
         identity = self.identity_index(key, members)
@@ -204,6 +221,8 @@ class FrameDataset(IterableDataset):
         except DegenerateLandmarksError as err:
             log.warning("clip %r skipped: no landmark motion for L_lmk (%s)", key, err)
             return
+        if motion is not None and self.cfg.closure:
+            motion = np.concatenate([motion, self.closure_column(key, members, lmk, stored)], axis=1)  # (T, D + 1)
         for _ in range(self.cfg.samples_per_clip):
             picked = pick_frames(num_frames, self.cfg.num_identity_frames, self.cfg.min_identity_distance, rng)
             if picked is None:

@@ -37,6 +37,8 @@ class AugmentConfig:
     and ``saturation`` are torchvision factors (1 keeps the frame); ``elastic_alpha`` and ``elastic_sigma``
     are ``v2.ElasticTransform``'s. With probability ``affine_prob`` each, the axes are stretched by
     independent factors from ``scale`` and the frame is shifted by up to ``translate`` of its side.
+    ``in_pretraining`` false keeps E_v's pretraining on L_lmk (``pipelines/train/disentangle.py``) on the frames as
+    they are; the GAN phase always augments.
     """
 
     max_pixel_ops: int = 5
@@ -52,6 +54,7 @@ class AugmentConfig:
     affine_prob: float = 0.5
     scale: tuple[float, float] = (0.8, 1.2)
     translate: float = 0.05
+    in_pretraining: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_pixel_ops <= NUM_PIXEL_OPS:

@@ -97,7 +97,8 @@ def frame_sampling(cfg: ContrastiveConfig) -> FrameSamplingConfig:
                                frames_per_window=preset.audio.n_frames // MEL_BINS_PER_FRAME,
                                samples_per_clip=cfg.data.samples_per_clip, shuffle_buffer=cfg.data.shuffle_buffer,
                                seed=cfg.schedule.seed, motion_points=warmup.points if warmup.pretrain_samples else None,
-                               motion_min_std=warmup.min_std)
+                               motion_min_std=warmup.min_std, closure=warmup.closure,
+                               closure_min_std=warmup.closure_min_std)
 
 
 def endless_batches(dataset: FrameDataset, batch_size: int, num_workers: int, epoch: int,

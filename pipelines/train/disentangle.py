@@ -265,7 +265,8 @@ def frame_sampling(cfg: DisentangleConfig) -> FrameSamplingConfig:
         num_identity_frames=cfg.data.num_identity_frames, min_identity_distance=cfg.data.min_identity_distance,
         image_size=preset.visual.image_size, frames_per_window=preset.audio.n_frames // MEL_BINS_PER_FRAME,
         samples_per_clip=cfg.data.samples_per_clip, shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.schedule.seed,
-        motion_points=motion.points if cfg.loss.weights.lmk > 0 else None, motion_min_std=motion.min_std)
+        motion_points=motion.points if cfg.loss.weights.lmk > 0 else None, motion_min_std=motion.min_std,
+        closure=motion.closure, closure_min_std=motion.closure_min_std)
 
 
 def build_landmark_head(cfg: DisentangleConfig) -> nn.Linear | None:
@@ -402,15 +403,19 @@ def pretrain_visual(head: TalkingHead, landmark: nn.Module, batches: Iterator[tu
                     cfg: DisentangleConfig, device: torch.device, world_size: int, tracker: StageRun) -> None:
     """E_v's pretraining on L_lmk alone, before the GAN (``loss.landmark_motion.pretrain_samples``): E_v's
     phase-one parts and L_lmk's head under Adam (torch's default betas) at ``pretrain_lr``, gradients averaged
-    over the ranks. Draws its batches from ``batches``, so the data position the checkpoints record includes
+    over the ranks, on the driving frames augmented as in the GAN phase or, without ``augment.in_pretraining``,
+    as they are. Draws its batches from ``batches``, so the data position the checkpoints record includes
     them. Logs ``pretrain/lmk`` every 10 updates (rank 0's tracker)."""
     p, visual, parts = cfg.loss.landmark_motion, head.visual_encoder, encoder_parts(head, cfg, landmark)
     for module in parts:
         module.train().requires_grad_(True)
 
     def loss_of(batch: dict[str, Any]) -> torch.Tensor:
-        r = make_round(batch, cfg, device)
-        return landmark_motion_loss(landmark, visual(r.driving).f_nl, r.landmark_motion, p)
+        if cfg.augment.in_pretraining:
+            r = make_round(batch, cfg, device)
+            return landmark_motion_loss(landmark, visual(r.driving).f_nl, r.landmark_motion, p)
+        frames, target = batch["image"].to(device), batch["landmark_motion"].to(device)  # (b, 3, S, S), (b, D)
+        return landmark_motion_loss(landmark, visual(frames).f_nl, target, p)
 
     pretrain([q for module in parts for q in module.parameters()], loss_of, batches,
              -(-p.pretrain_samples // cfg.schedule.batch_size), p.pretrain_lr, world_size, cfg.schedule.grad_clip,

@@ -8,6 +8,10 @@ linear head on f_nl regresses the frame's rigid and non-rigid landmark motion re
 which is f_l's job). Its weight is ``loss.weights.lmk``: 10 in the embedded default, with E_v pretrained on
 it first, and 0 (off) in the paper profile (README, "Training"). The head trains with E_v in phase one and is
 not part of the talking-head snapshot.
+
+dlib's lid points hardly follow a blink, so with ``closure_weight`` > 0 the target gains one column read from the
+pixels, ``storage.eye_closure`` (how closed the eyes look against the clip's usual open eyes), and the loss a
+term for it (README, "Training").
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ class LandmarkMotionParams:
     samples: none), the counterpart of the paper's pretrained E_v. The pretraining runs on a fresh start only
     and is not on the stage's sample clock. ``rigid_weight`` weighs each of the 4 rigid columns (roll, scale,
     shift) against each non-rigid one in the loss's weighted mean: with 1, roll is one column of 66 for points
-    17 to 48, and a tiny E_v learns whichever motion is largest first (README, "Training").
+    17 to 48, and a tiny E_v learns whichever motion is largest first (README, "Training"). ``closure_weight`` > 0
+    appends the eye-closure column (``storage.eye_closure``, standardised per clip with ``closure_min_std`` under
+    its std) and adds its squared error times ``closure_weight`` to the loss; 0: no such column.
     """
 
     points: tuple[int, int]
@@ -38,6 +44,8 @@ class LandmarkMotionParams:
     pretrain_samples: int
     pretrain_lr: float
     rigid_weight: float = 1.0
+    closure_weight: float = 0.0
+    closure_min_std: float = 0.05
 
     def __post_init__(self) -> None:
         first, end = self.points
@@ -47,11 +55,18 @@ class LandmarkMotionParams:
         if self.pretrain_samples < 0 or self.pretrain_lr < 0 or self.rigid_weight <= 0:
             raise ValueError(f"landmark_motion needs pretrain_samples >= 0, pretrain_lr >= 0 and rigid_weight > 0, "
                              f"got {self}")
+        if self.closure_weight < 0 or self.closure_min_std <= 0:
+            raise ValueError(f"landmark_motion needs closure_weight >= 0 and closure_min_std > 0, got {self}")
+
+    @property
+    def closure(self) -> bool:
+        """Whether the target ends with the eye-closure column."""
+        return self.closure_weight > 0
 
     @property
     def dim(self) -> int:
-        """Width of the target (4 rigid columns + 2 per point)."""
-        return landmark_motion_dim(*self.points)
+        """Width of the target (4 rigid columns + 2 per point, + 1 with the eye closure)."""
+        return landmark_motion_dim(*self.points) + int(self.closure)
 
 
 def landmark_head(nl_dim: int, params: LandmarkMotionParams) -> nn.Linear:
@@ -60,20 +75,24 @@ def landmark_head(nl_dim: int, params: LandmarkMotionParams) -> nn.Linear:
 
 
 def column_weights(params: LandmarkMotionParams) -> torch.Tensor:
-    """(D,) loss weight of each target column: ``rigid_weight`` for the rigid ones, then 1, scaled to mean 1."""
-    weights = torch.ones(params.dim)  # (D,)
+    """(L,) loss weight of each landmark column: ``rigid_weight`` for the rigid ones, then 1, scaled to mean 1."""
+    weights = torch.ones(landmark_motion_dim(*params.points))  # (L,)
     weights[:len(RIGID_COLUMNS)] = params.rigid_weight
     return weights / weights.mean()
 
 
 def landmark_motion_loss(head: nn.Module, f_nl: torch.Tensor, target: torch.Tensor,
                          params: LandmarkMotionParams) -> torch.Tensor:
-    """L_lmk: the column-weighted mean squared error of the head's prediction from f_nl (``column_weights``).
+    """L_lmk: the column-weighted mean squared error of the head's prediction from f_nl over the landmark columns
+    (``column_weights``), plus ``closure_weight`` times the eye-closure column's mean squared error.
 
     Args:
-        f_nl: (B, nl_dim) non-lip codes; target: (B, D) standardised landmark motion.
+        f_nl: (B, nl_dim) non-lip codes; target: (B, D) standardised landmark motion (and eye closure).
     Returns:
-        scalar loss (about 1 for a prediction of 0, since the targets have unit variance per clip).
+        scalar loss (about 1 + ``closure_weight`` for a prediction of 0: the targets have unit variance per clip).
     """
-    weights = column_weights(params).to(target.device, target.dtype)  # (D,)
-    return ((head(f_nl) - target).pow(2) * weights).mean()  # head(f_nl): (B, D)
+    error = (head(f_nl) - target).pow(2)  # (B, D)
+    landmarks = landmark_motion_dim(*params.points)
+    weights = column_weights(params).to(target.device, target.dtype)  # (L,)
+    loss = (error[:, :landmarks] * weights).mean()
+    return loss + params.closure_weight * error[:, landmarks:].mean() if params.closure else loss

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from torch.utils.data import DataLoader
 
+from storage.eye_closure import eye_closure
 from storage.landmark_motion import landmark_motion
 from storage.readers import FrameDataset, FrameSamplingConfig, iter_clips, pick_frames, scale_landmarks, worker_shards
 from storage.shards import ClipSample, shard_name, write_shard
@@ -97,6 +98,24 @@ def test_items_carry_landmark_motion_when_asked(shards, clips) -> None:
         expected = landmark_motion(clips[item["key"]].lmk, 17, 48, 0.5)[item["frame"]]  # (66,)
         assert item["landmark_motion"].shape == (4 + 2 * 31,)
         np.testing.assert_array_equal(item["landmark_motion"].numpy(), expected)
+
+
+def test_items_end_with_the_eye_closure_when_asked(shards, clips) -> None:
+    """With ``closure`` the landmark motion gains one last column: the clip's eye closure (read from its decoded
+    frames, here at their stored 64 px), centred on the clip and scaled by its std plus ``closure_min_std``."""
+    cfg = dataclasses.replace(CFG, motion_points=(17, 48), closure=True, closure_min_std=0.05)
+    decoded = {c.key: c for c in iter_clips(shards[:2], Storage())}
+    items = list(FrameDataset(shards[:2], Storage(), cfg, identities(clips)))
+    assert items
+    for item in items:
+        clip = decoded[item["key"]]
+        closure = eye_closure(clip.frames, clip.lmk)  # (T,)
+        assert closure.std() > 0  # the drawn clips' eyes vary, so the column is not a constant
+        column = (closure - closure.mean()) / (closure.std() + 0.05)  # (T,)
+        assert item["landmark_motion"].shape == (4 + 2 * 31 + 1,)
+        motion = landmark_motion(clip.lmk, 17, 48, 0.25)[item["frame"]]  # (66,)
+        np.testing.assert_array_equal(item["landmark_motion"][:-1].numpy(), motion)
+        assert item["landmark_motion"][-1].item() == pytest.approx(column[item["frame"]], abs=1e-5)
 
 
 def test_clip_without_landmark_shape_is_skipped_with_a_reason(clips, tmp_path, caplog) -> None:

@@ -28,6 +28,7 @@ from pipelines.train.disentangle import (
     build_landmark_head,
     build_networks,
     group_learning_rates,
+    pretrain_visual,
     read_contrastive,
     train_disentangle,
 )
@@ -51,7 +52,7 @@ from pipelines.train.probe import (
 )
 from stages.train_disentangle import run_command
 from storage.checkpoint import read_snapshot, save_snapshot
-from storage.tracking import TrackingConfig
+from storage.tracking import NullRun, TrackingConfig
 from storage.uri import S3Config, Storage
 
 BATCH = 4  # 2 per worker
@@ -170,6 +171,34 @@ def test_phase_two_freezes_all_but_the_generator_and_switches_schedules(tmp_path
     assert before["generator"] > 0 and before["visual"] == pytest.approx(0.5 * before["generator"])
     assert after == pytest.approx({"identity": 0.0, "visual": 0.0, "audio": 0.0, "generator": 5e-4,
                                    "discriminator": 2.5e-4})
+
+
+@pytest.mark.parametrize("augmented", [False, True])
+def test_pretraining_reads_augmented_frames_only_when_asked(tmp_path, monkeypatch, augmented: bool) -> None:
+    """``augment.in_pretraining`` false: E_v's L_lmk pretraining reads the driving frames as they are (the
+    augmentation is never called) and still trains E_v; true: they pass through LPD's augmentation."""
+    cfg = make_config("shards", stage_one_snapshot(tmp_path / "c.pt"), tmp_path, STEPS)
+    cfg = dataclasses.replace(cfg, augment=AugmentConfig(in_pretraining=augmented))
+    head, _, _ = build_networks(cfg, read_contrastive(cfg.contrastive, Storage(), "tiny"))
+    landmark = build_landmark_head(cfg)
+    size = TALKING_HEAD_PRESETS["tiny"].visual.image_size
+
+    def refuse(*_: object) -> None:
+        raise RuntimeError("augmented")
+
+    monkeypatch.setattr("pipelines.train.disentangle.augment_frames", refuse)
+    torch.manual_seed(0)
+    batch = {"image": torch.rand(BATCH, 3, size, size) * 2 - 1,  # (B, 3, S, S)
+             "landmark_motion": torch.randn(BATCH, landmark.out_features)}  # (B, D)
+    batches = iter([(0, 0, batch)] * 2)
+    before = [p.detach().clone() for p in head.visual_encoder.parameters()]
+    if augmented:
+        with pytest.raises(RuntimeError, match="augmented"):
+            pretrain_visual(head, landmark, batches, cfg, torch.device("cpu"), 1, NullRun())
+        return
+    pretrain_visual(head, landmark, batches, cfg, torch.device("cpu"), 1, NullRun())
+    changed = [not torch.equal(a, b) for a, b in zip(before, head.visual_encoder.parameters(), strict=True)]
+    assert any(changed)
 
 
 def test_stage_one_snapshot_is_checked(tmp_path) -> None:

@@ -49,3 +49,27 @@ def test_rigid_weight_scales_the_error_of_the_rigid_columns_only(column: int) ->
 def test_rigid_weight_must_be_positive() -> None:
     with pytest.raises(ValueError, match="rigid_weight > 0"):
         params(0.0)
+
+
+def closure_params(weight: float) -> LandmarkMotionParams:
+    return LandmarkMotionParams(points=(17, 48), min_std=0.25, pretrain_samples=0, pretrain_lr=1e-3,
+                                rigid_weight=10.0, closure_weight=weight)
+
+
+def test_closure_adds_one_column_and_its_own_term() -> None:
+    """With closure_weight w the target ends with the eye-closure column, and the loss is the landmark columns'
+    weighted mean plus w times the closure column's mean squared error."""
+    off, on = closure_params(0.0), closure_params(3.0)
+    assert on.dim == off.dim + 1 and on.closure and not off.closure
+    torch.manual_seed(0)
+    head, f_nl, target = nn.Linear(3, on.dim), torch.randn(6, 3), torch.randn(6, on.dim)
+    error = (head(f_nl) - target) ** 2  # (6, D + 1)
+    landmarks = (error[:, :-1] * column_weights(on)).mean()
+    assert column_weights(on).shape == (off.dim,)
+    assert torch.allclose(landmark_motion_loss(head, f_nl, target, on), landmarks + 3.0 * error[:, -1].mean())
+    assert torch.allclose(landmark_motion_loss(head, f_nl, target, closure_params(1e-9)), landmarks, atol=1e-6)
+
+
+def test_closure_weight_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="closure_weight >= 0"):
+        closure_params(-1.0)
