@@ -152,8 +152,8 @@ class FrameDataset(IterableDataset):
     - ``mel`` (n_mels, 4 * frames_per_window) float32 and ``mel_valid`` (same width,) bool: ``mel_window`` of t;
     - ``identity_images`` (K, 3, S, S) float32: frames j of the same clip, ``|j - t| >= min_identity_distance``;
     - ``landmarks`` (68, 2) float32: frame t's landmarks in S-px coordinates;
-    - ``landmark_motion`` (4 + 2P,) float32, only with ``motion_points``: frame t's row of
-      ``storage.landmark_motion.landmark_motion`` over the clip, then with ``closure`` one more column: its
+    - ``landmark_motion`` (4 + 2P,) float32 (4 + 2P + 1 with ``closure``), only with ``motion_points``: frame t's
+      row of ``storage.landmark_motion.landmark_motion`` over the clip, then with ``closure`` one more column: its
       ``storage.eye_closure.eye_closure``, centred on the clip and divided by its std plus ``closure_min_std``
       (computed on the clip's first read and kept);
     - ``key`` str, ``identity`` int (index from ``identities``), ``frame`` int (t).
