@@ -19,7 +19,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-EYE_OUTLINES = (tuple(range(36, 42)), tuple(range(42, 48)))  # dlib's right and left eye, 6 points each
+from storage.landmark_groups import EYE_LEFT, EYE_RIGHT
+
+EYE_OUTLINES = (EYE_RIGHT, EYE_LEFT)  # 6 points each
 CLOSURE_SIZE = 112  # frames are read at this side: an eye is ~12 px wide, and JPEG decodes at 1/2 directly
 MIN_PIXELS = 4  # an outline holding fewer pixels falls back to its bounding box
 MAD_TO_STD = 1.4826  # the median absolute deviation of a normal variable times this is its std

@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipelines.media import faces as F
+from storage import landmark_groups as G
 
 # Per eye (dlib's 68-point order): the corners and the upper lid from one corner to the other, and the lower
 # lid point under each upper-lid point.
@@ -28,7 +28,7 @@ def lid_colours(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         image: (S, S, 3) uint8 identity image; landmarks: (68, 2) its landmarks.
     """
     colours = []
-    for (_, upper, _, _), brow in zip(EYES, (F.BROW_RIGHT, F.BROW_LEFT), strict=True):
+    for (_, upper, _, _), brow in zip(EYES, (G.BROW_RIGHT, G.BROW_LEFT), strict=True):
         lid = landmarks[list(upper)]  # (2, 2)
         above = landmarks[list(brow)].mean(0)  # (2,)
         points = np.round(lid + LID_SAMPLE * (above - lid)).astype(int)  # (2, 2)

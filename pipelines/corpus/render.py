@@ -20,7 +20,7 @@ import numpy as np
 from pipelines.corpus.config import MotionConfig, ReliefConfig
 from pipelines.corpus.paint import lid_colours, paint_lids, paint_mouth
 from pipelines.corpus.relief import depth_map, relief_pose
-from pipelines.media import faces as F
+from storage import landmark_groups as G
 
 CONTROLS = ("mouth", "blink", "brow", "gaze_x", "gaze_y")
 WARPED = ("mouth", "brow", "gaze_x", "gaze_y")  # a blink moves the landmarks, but its lid is painted, not warped
@@ -43,7 +43,7 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, cfg: MotionConfig,
               relief: ReliefConfig | None = None) -> FaceRig:
     """Precompute the per-control displacement fields (S, S, 2) and, with a relief, the depth for one identity
     image."""
-    eye_dist = float(np.linalg.norm(landmarks[list(F.EYE_LEFT)].mean(0) - landmarks[list(F.EYE_RIGHT)].mean(0)))
+    eye_dist = float(np.linalg.norm(landmarks[list(G.EYE_LEFT)].mean(0) - landmarks[list(G.EYE_RIGHT)].mean(0)))
     moves = _control_moves(landmarks, cfg, eye_dist)
     size = image.shape[0]
     sigmas = {"mouth": 0.22, "blink": 0.08, "brow": 0.22, "gaze_x": 0.07, "gaze_y": 0.07}
@@ -68,7 +68,7 @@ def _control_moves(lmk: np.ndarray, cfg: MotionConfig, eye_dist: float) -> dict[
                   **{i: down * cfg.mouth_px * 0.7 for i in range(5, 12)},
                   **{i: -down * cfg.mouth_px * 0.12 for i in (50, 51, 52, 61, 62, 63)}},
         "blink": {i: (lmk[j] - lmk[i]) * 0.9 for i, j in ((37, 41), (38, 40), (43, 47), (44, 46))},
-        "brow": {i: -down * cfg.brow_px for i in (*F.BROW_RIGHT, *F.BROW_LEFT)},
+        "brow": {i: -down * cfg.brow_px for i in (*G.BROW_RIGHT, *G.BROW_LEFT)},
         "gaze_x": {},
         "gaze_y": {},
     }
@@ -78,7 +78,7 @@ def _control_moves(lmk: np.ndarray, cfg: MotionConfig, eye_dist: float) -> dict[
         disp = list(moved.values())
         if name.startswith("gaze"):
             axis = np.array([1.0, 0.0] if name == "gaze_x" else [0.0, 0.6], np.float32)
-            for eye in (F.EYE_RIGHT, F.EYE_LEFT):
+            for eye in (G.EYE_RIGHT, G.EYE_LEFT):
                 points.append(lmk[list(eye)].mean(0))
                 disp.append(axis * cfg.gaze_px)
         pinned = [lmk[i] for i in range(68) if i not in moved]

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from pipelines.media import faces as F
 from pipelines.media.config import AlignConfig
+from storage import landmark_groups as G
 
 BORDERS = {"constant": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT}
 
@@ -31,7 +31,7 @@ def template_points(cfg: AlignConfig) -> np.ndarray:
 
 def key_centres(landmarks: np.ndarray) -> np.ndarray:
     """Eye and inner-mouth centres of (..., 68, 2) landmarks -> (..., 3, 2), in template order."""
-    groups = (F.EYE_RIGHT, F.EYE_LEFT, F.MOUTH_INNER)
+    groups = (G.EYE_RIGHT, G.EYE_LEFT, G.MOUTH_INNER)
     return np.stack([landmarks[..., list(g), :].mean(axis=-2) for g in groups], axis=-2)  # (..., 3, 2)
 
 

@@ -10,16 +10,6 @@ from pathlib import Path
 import dlib
 import numpy as np
 
-# 68-point index groups (iBUG 300-W convention), used for alignment and for the sample corpus.
-JAW = tuple(range(0, 17))
-BROW_RIGHT = tuple(range(17, 22))
-BROW_LEFT = tuple(range(22, 27))
-NOSE = tuple(range(27, 36))
-EYE_RIGHT = tuple(range(36, 42))
-EYE_LEFT = tuple(range(42, 48))
-MOUTH_OUTER = tuple(range(48, 60))
-MOUTH_INNER = tuple(range(60, 68))
-
 
 def face_models_dir() -> Path:
     """The folder of dlib model files inside the ``face_recognition_models`` package.

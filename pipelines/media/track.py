@@ -25,6 +25,7 @@ import numpy as np
 from pipelines.media import faces as F
 from pipelines.media.config import TrackConfig
 from pipelines.media.errors import RejectClip
+from storage import landmark_groups as G
 
 Box = tuple[int, int, int, int]
 
@@ -101,13 +102,13 @@ def is_sane(landmarks: np.ndarray, max_roll_deg: float) -> bool:
     """Finite, eye line tilted less than ``max_roll_deg``, and the mouth below the eyes."""
     if not np.isfinite(landmarks).all():
         return False
-    right, left = landmarks[list(F.EYE_RIGHT)].mean(0), landmarks[list(F.EYE_LEFT)].mean(0)
+    right, left = landmarks[list(G.EYE_RIGHT)].mean(0), landmarks[list(G.EYE_LEFT)].mean(0)
     eye_vec = left - right
     eye_dist = float(np.linalg.norm(eye_vec))
     if eye_dist < 1.0 or np.degrees(abs(np.arctan2(eye_vec[1], eye_vec[0]))) > max_roll_deg:
         return False
     down = np.array([-eye_vec[1], eye_vec[0]]) / eye_dist  # unit normal pointing from the eyes to the chin
-    mouth_depth = float((landmarks[list(F.MOUTH_INNER)].mean(0) - (left + right) / 2) @ down)
+    mouth_depth = float((landmarks[list(G.MOUTH_INNER)].mean(0) - (left + right) / 2) @ down)
     return 0.4 * eye_dist < mouth_depth < 2.5 * eye_dist
 
 
