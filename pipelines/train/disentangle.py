@@ -413,8 +413,9 @@ def pretrain_visual(head: TalkingHead, landmark: nn.Module, batches: Iterator[tu
     def loss_of(batch: dict[str, Any]) -> torch.Tensor:
         if cfg.augment.in_pretraining:
             r = make_round(batch, cfg, device)
-            return landmark_motion_loss(landmark, visual(r.driving).f_nl, r.landmark_motion, p)
-        frames, target = batch["image"].to(device), batch["landmark_motion"].to(device)  # (b, 3, S, S), (b, D)
+            frames, target = r.driving, r.landmark_motion  # (b, 3, S, S), (b, D)
+        else:
+            frames, target = batch["image"].to(device), batch["landmark_motion"].to(device)  # (b, 3, S, S), (b, D)
         return landmark_motion_loss(landmark, visual(frames).f_nl, target, p)
 
     pretrain([q for module in parts for q in module.parameters()], loss_of, batches,
