@@ -34,8 +34,9 @@ def train_prior(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) ->
         return
     m, s = run_motion_stage(cfg, STAGE, run_stage), f"{cfg.validation.guidance:g}"
     fd = {k: m.get(f"val/{k}", float("nan")) for k in (f"fd_s{s}", "fd_s0", f"fd_vel_s{s}", "fd_vel_s0")}
-    typer.echo(f"{STAGE}: {m.get('step', 0)} steps, {m.get('cur_nsamples', 0)} samples; val FD of f_nl at s={s} "
-               f"{fd[f'fd_s{s}']:.3g} vs s=0 {fd['fd_s0']:.3g} (velocity {fd[f'fd_vel_s{s}']:.3g} vs "
+    rescale = f" (rescale {cfg.validation.guidance_rescale:g})" if cfg.validation.guidance_rescale else ""
+    typer.echo(f"{STAGE}: {m.get('step', 0)} steps, {m.get('cur_nsamples', 0)} samples; val FD of f_nl at "
+               f"s={s}{rescale} {fd[f'fd_s{s}']:.3g} vs s=0 {fd['fd_s0']:.3g} (velocity {fd[f'fd_vel_s{s}']:.3g} vs "
                f"{fd['fd_vel_s0']:.3g}); snapshot {cfg.out}")
 
 

@@ -23,6 +23,7 @@ from models.diffusion.sampling import (
     ddim_timesteps,
     ddpm_sample,
     guided_x0,
+    rescale_guided,
     sample,
     sample_long,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "guided_x0",
     "paste_known",
     "q_sample",
+    "rescale_guided",
     "sample",
     "sample_chained_chunks",
     "sample_known_mask",

@@ -2,6 +2,8 @@
 
 TH-PAD Eq. 10 and supplement §II.2 (paper_spec §1.6): guided x0 = uncond + s * (cond - uncond) with s = 2.5;
 MDM-style editing overwrites the x0 prediction with the known frames at every step (supplement §I.4).
+``guidance_rescale`` (ours, off in the paper preset) rescales the guided prediction to the conditional one's
+standard deviation (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed", §3.4).
 MDM samples all T DDPM steps; DDIM (Song et al. 2021) with fewer steps is offered as a faster deviation.
 """
 
@@ -27,6 +29,7 @@ class SamplerConfig:
     num_steps: int | None = None  # DDIM steps; None = all T (DDPM always runs all T)
     eta: float = 0.0  # DDIM stochasticity (0 = deterministic DDIM, 1 ~ DDPM)
     window: int = 128  # chunk length for chained long sequences (the prior's max_frames)
+    guidance_rescale: float = 0.0  # phi: 0 = plain CFG (paper Eq. 10), 1 = guided x0 at the conditional's std
 
 
 def guided_x0(
@@ -38,13 +41,16 @@ def guided_x0(
     known_mask: torch.Tensor | None = None,
     known: torch.Tensor | None = None,
     valid: torch.Tensor | None = None,
+    rescale: float = 0.0,
 ) -> torch.Tensor:
-    """Classifier-free guided x0 prediction, x0 = uncond + s * (cond - uncond) (paper Eq. 10).
+    """Classifier-free guided x0 prediction, x0 = uncond + s * (cond - uncond) (paper Eq. 10), optionally
+    rescaled towards the conditional prediction's spread (``rescale_guided``).
 
     With s = 0 or s = 1 only one pass runs, so the result is exactly the unconditional or the conditional
     prediction; otherwise both passes run as one batch of 2B.
     Args:
-        x_t: (B, T, N); t: (B,); audio: (B, T, A); known_mask: (B, T); known: (B, T, N); valid: (B, T).
+        x_t: (B, T, N); t: (B,); audio: (B, T, A); known_mask: (B, T); known: (B, T, N); valid: (B, T);
+        rescale: phi in [0, 1] of ``rescale_guided``.
     Returns:
         (B, T, N) guided x0 prediction.
     """
@@ -59,7 +65,36 @@ def guided_x0(
     drop = torch.arange(2 * B, device=x_t.device) >= B  # (2B,) first half conditional
     both = denoiser(twice(x_t), twice(t), twice(audio), twice(known_mask), twice(known), twice(valid), drop)
     cond, uncond = both.chunk(2, dim=0)  # 2 x (B, T, N)
-    return uncond + guidance * (cond - uncond)
+    return rescale_guided(uncond + guidance * (cond - uncond), cond, rescale, valid)
+
+
+def rescale_guided(guided: torch.Tensor, cond: torch.Tensor, rescale: float,
+                   valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Guidance rescale: ``phi * guided * std(cond) / std(guided) + (1 - phi) * guided``, each standard deviation
+    taken per sample over its valid frames and all channels.
+
+    With s > 1 the extrapolation uncond + s (cond - uncond) also scales up whatever the two predictions disagree
+    on, so guided samples come out wider than the data; the rescale keeps guidance's direction at the
+    conditional prediction's size.
+    Args:
+        guided, cond: (B, T, N); rescale: phi in [0, 1] (0 returns ``guided`` unchanged); valid: (B, T) or None.
+    Returns:
+        (B, T, N).
+    """
+    if not 0.0 <= rescale <= 1.0:
+        raise ValueError(f"guidance_rescale must be in [0, 1], got {rescale}")
+    if rescale == 0.0:
+        return guided
+    weight = torch.ones_like(guided[..., :1]) if valid is None else valid[..., None].to(guided.dtype)  # (B, T, 1)
+    ratio = masked_std(cond, weight) / masked_std(guided, weight).clamp_min(1e-6)  # (B, 1, 1)
+    return rescale * guided * ratio + (1.0 - rescale) * guided
+
+
+def masked_std(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Standard deviation (B, 1, 1) of each sample of x (B, T, N) over the frames where weight (B, T, 1) is 1."""
+    count = (weight.sum(dim=(1, 2), keepdim=True) * x.shape[-1]).clamp_min(1.0)  # (B, 1, 1)
+    mean = (x * weight).sum(dim=(1, 2), keepdim=True) / count  # (B, 1, 1)
+    return ((((x - mean) ** 2) * weight).sum(dim=(1, 2), keepdim=True) / count).sqrt()  # (B, 1, 1)
 
 
 @torch.no_grad()
@@ -88,7 +123,7 @@ def ddpm_sample(
     x = randn((B, T, nl_dim), generator, audio)  # (B, T, N)
     for step in reversed(range(schedule.num_steps)):
         t = torch.full((B,), step, dtype=torch.long, device=audio.device)
-        x0 = guided_x0(denoiser, x, t, audio, cfg.guidance, known_mask, known, valid)
+        x0 = guided_x0(denoiser, x, t, audio, cfg.guidance, known_mask, known, valid, cfg.guidance_rescale)
         x0 = paste_known(x0, known_mask, known)  # (B, T, N)
         if step > 0:
             coef1, coef2 = (
@@ -135,7 +170,7 @@ def ddim_sample(
     x = randn((B, T, nl_dim), generator, audio)  # (B, T, N)
     for i, step in enumerate(steps):
         t = torch.full((B,), step, dtype=torch.long, device=audio.device)
-        x0 = guided_x0(denoiser, x, t, audio, cfg.guidance, known_mask, known, valid)
+        x0 = guided_x0(denoiser, x, t, audio, cfg.guidance, known_mask, known, valid, cfg.guidance_rescale)
         x0 = paste_known(x0, known_mask, known)  # (B, T, N)
         if i + 1 == len(steps):
             break

@@ -89,7 +89,7 @@ def sample_val(net: nn.Module, schedule: NoiseSchedule, v: PriorValidationParams
     device = next(net.parameters()).device
     steps = v.num_steps if v.sampler == "ddim" else None  # DDPM always runs all T steps
     sampler = SamplerConfig(guidance=guidance, sampler=v.sampler, num_steps=steps, eta=v.eta,
-                            window=val.audio.shape[1])
+                            window=val.audio.shape[1], guidance_rescale=v.guidance_rescale)
     generator = torch.Generator().manual_seed(seed)
     x = sample(net, schedule, sampler, val.audio.to(device), len(norm.nl_mean), valid=val.valid.to(device),
                generator=generator)  # (V, W, N)

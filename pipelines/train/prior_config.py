@@ -61,6 +61,8 @@ class PriorValidationParams(ValidationParams):
 
     The paper samples with s = 2.5 (supplement §II.2); MDM runs all 1000 DDPM steps, we validate with DDIM
     at ``num_steps`` steps (50 by default) to keep validation cheap. ``num_seeds`` samples per clip and s.
+    ``guidance_rescale`` (phi of ``models.diffusion.sampling.rescale_guided``; 0 = the paper's plain CFG)
+    applies to the guided samples.
     """
 
     guidance: float
@@ -68,11 +70,14 @@ class PriorValidationParams(ValidationParams):
     num_steps: int
     eta: float
     num_seeds: int
+    guidance_rescale: float
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.num_steps < 1 or self.num_seeds < 1 or self.eta < 0:
             raise ValueError("validation needs num_steps >= 1, num_seeds >= 1 and eta >= 0")
+        if not 0.0 <= self.guidance_rescale <= 1.0:
+            raise ValueError(f"validation.guidance_rescale must be in [0, 1], got {self.guidance_rescale}")
 
 
 def check_prior_sizes(model: str, window: int, schedule: ScheduleParams, scaling: ScalingParams) -> None:

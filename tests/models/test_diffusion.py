@@ -18,6 +18,7 @@ from models.diffusion import (
     ddim_timesteps,
     guided_x0,
     q_sample,
+    rescale_guided,
     sample,
     sample_chained_chunks,
     sample_known_mask,
@@ -64,6 +65,7 @@ SAMPLER_CFGS = {
     "ddpm": SamplerConfig(sampler="ddpm", guidance=2.5),
     "ddim": SamplerConfig(sampler="ddim", num_steps=4, guidance=2.5),
     "ddim_eta1": SamplerConfig(sampler="ddim", num_steps=3, eta=1.0, guidance=1.0),
+    "ddim_rescaled": SamplerConfig(sampler="ddim", num_steps=3, guidance=2.5, guidance_rescale=1.0),
 }
 SMALL = NoiseSchedule(DiffusionConfig(num_steps=8))
 
@@ -237,3 +239,31 @@ def test_long_sample_keeps_user_known_frames():
     cfg = SamplerConfig(sampler="ddim", num_steps=2, window=64)
     out = sample_long(ToyDenoiser(), SMALL, cfg, audio, N, known_mask, known, torch.Generator().manual_seed(0))
     assert torch.equal(out[known_mask], known[known_mask])
+
+
+def test_guidance_rescale_matches_the_conditional_spread_on_valid_frames():
+    guided, cond = 3.0 * torch.randn(2, 10, N) + 1.0, torch.randn(2, 10, N)  # guided ~3x wider
+    valid = torch.ones(2, 10, dtype=torch.bool)
+    valid[1, 6:] = False
+    guided[1, 6:], cond[1, 6:] = 100.0, -100.0  # padding: must not count
+    assert torch.equal(rescale_guided(guided, cond, 0.0, valid), guided)
+    full = rescale_guided(guided, cond, 1.0, valid)
+    for b, n in ((0, 10), (1, 6)):
+        assert torch.allclose(full[b, :n].std(unbiased=False), cond[b, :n].std(unbiased=False), rtol=1e-4)
+        ratio = full[b, :n] / guided[b, :n]  # one scale per sample: the guidance direction is kept
+        assert torch.allclose(ratio, ratio[0, 0].expand_as(ratio), rtol=1e-4) and float(ratio[0, 0]) < 0.6
+    half = rescale_guided(guided, cond, 0.5, valid)
+    assert torch.allclose(half, 0.5 * (full + guided), atol=1e-5)
+
+
+def test_guidance_rescale_applies_only_when_both_passes_run():
+    den = ToyDenoiser()
+    x_t, audio, t = torch.randn(2, 10, N), torch.randn(2, 10, A), torch.tensor([3, 5])
+    with torch.no_grad():
+        cond = den(x_t, t, audio, None, None, None, torch.zeros(2, dtype=torch.bool))
+        assert torch.equal(guided_x0(den, x_t, t, audio, 1.0, rescale=1.0), cond)
+        plain, rescaled = guided_x0(den, x_t, t, audio, 2.5), guided_x0(den, x_t, t, audio, 2.5, rescale=1.0)
+    assert torch.allclose(rescaled.std(dim=(1, 2)), cond.std(dim=(1, 2)), rtol=1e-4)
+    assert not torch.allclose(rescaled, plain)
+    with pytest.raises(ValueError, match="guidance_rescale"):
+        rescale_guided(plain, cond, 1.5)

@@ -91,7 +91,7 @@ def common(features: str, root: Path) -> dict:
 
 def prior_config(features: str, root: Path) -> PriorConfig:
     validation = PriorValidationParams(max_clips=3, figure_clips=2, figure_components=3, seed=0, guidance=2.5,
-                                       sampler="ddim", num_steps=4, eta=0.0, num_seeds=2)
+                                       sampler="ddim", num_steps=4, eta=0.0, num_seeds=2, guidance_rescale=1.0)
     return PriorConfig(model="tiny", diffusion=DiffusionConfig(num_steps=100), validation=validation,
                        **common(features, root))
 
@@ -190,12 +190,15 @@ def test_configs_round_trip_and_refuse_bad_sizes(tmp_path) -> None:
         dataclasses.replace(cfg, validation=dataclasses.replace(cfg.validation, num_steps=101))
     with pytest.raises(ConfigError, match="validation.sampler"):
         from_dict(PriorConfig, {**to_dict(cfg), "validation": {**to_dict(cfg.validation), "sampler": "euler"}})
+    with pytest.raises(ValueError, match="guidance_rescale"):
+        dataclasses.replace(cfg.validation, guidance_rescale=1.5)
 
 
 def test_validation_settings_do_not_change_the_run_key(tmp_path) -> None:
     cfg = prior_config("features", tmp_path)
     key = run_key(to_dict(cfg), {"features": "a"})
-    evaluated = dataclasses.replace(cfg, validation=dataclasses.replace(cfg.validation, guidance=5.0, num_steps=20))
+    evaluated = dataclasses.replace(cfg, validation=dataclasses.replace(cfg.validation, guidance=5.0, num_steps=20,
+                                                                        guidance_rescale=0.0))
     assert run_key(to_dict(evaluated), {"features": "a"}) == key  # sampling settings are not training params
     trained = dataclasses.replace(cfg, diffusion=dataclasses.replace(cfg.diffusion, cond_dropout=0.2))
     assert run_key(to_dict(trained), {"features": "a"}) != key
