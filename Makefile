@@ -18,11 +18,12 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export RAY_USAGE_STATS_ENABLED := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test setup lint clean help
+.PHONY: run test test-quick setup lint clean help
 
 help:
 	@echo "make run    set up and run the whole pipeline (dvc repro) on the sample corpus"
 	@echo "make test   set up and run the tests"
+	@echo "make test-quick  the tests that need no Ray and no dvc repro (a few minutes, for iteration)"
 	@echo "make lint   ruff"
 	@echo "make clean  remove the venv, stamps and generated data"
 
@@ -31,6 +32,9 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-quick: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

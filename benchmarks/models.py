@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from models.diffusion import DiffusionConfig, NoiseSchedule, SamplerConfig, sample
-from models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser
-from models.summary import build_cases
+from thpad.models.diffusion import DiffusionConfig, NoiseSchedule, SamplerConfig, sample
+from thpad.models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser
+from thpad.models.summary import build_cases
 
 
 def _timed(fn, repeats: int) -> float:

@@ -25,19 +25,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipelines.corpus.build import build_corpus
-from pipelines.media import align, audio, resample
-from pipelines.media.config import samples_per_frame
-from pipelines.media.faces import Face, FaceLandmarker
-from pipelines.media.track import Box, track_face
-from pipelines.media.video import DecodedVideo, read_video
-from pipelines.preprocess.config import PreprocessConfig
-from pipelines.preprocess.run import run_preprocess
-from pipelines.ray_env import RayConfig, ensure_ray
-from storage.manifest import manifest_uri, read_manifest
-from storage.params import load_params
-from storage.uri import Storage
-from storage.voxceleb import SourceClip, discover
+from thpad.pipelines.corpus.build import build_corpus
+from thpad.pipelines.media import align, audio, resample
+from thpad.pipelines.media.config import samples_per_frame
+from thpad.pipelines.media.faces import Face, FaceLandmarker
+from thpad.pipelines.media.track import Box, track_face
+from thpad.pipelines.media.video import DecodedVideo, read_video
+from thpad.pipelines.preprocess.config import PreprocessConfig
+from thpad.pipelines.preprocess.run import run_preprocess
+from thpad.pipelines.ray_env import RayConfig, ensure_ray
+from thpad.storage.manifest import manifest_uri, read_manifest
+from thpad.storage.params import load_params
+from thpad.storage.uri import Storage
+from thpad.storage.voxceleb import SourceClip, discover
 
 NAIVE_STAGES = ("decode", "detect_landmarks", "align_warp", "mel", "jpeg")
 NAIVE_INCLUDES = ("per clip, in one process: read_video (video + audio), 25 fps index, dlib HOG detect "

@@ -17,11 +17,11 @@ from collections.abc import Callable
 
 import torch
 
-from pipelines.train.disentangle import frame_sampling
-from storage.manifest import identity_indices, list_shards, manifest_uri, read_manifest
-from storage.params import load_params
-from storage.readers import FrameDataset
-from storage.uri import Storage
+from thpad.pipelines.train.disentangle import frame_sampling
+from thpad.storage.manifest import identity_indices, list_shards, manifest_uri, read_manifest
+from thpad.storage.params import load_params
+from thpad.storage.readers import FrameDataset
+from thpad.storage.uri import Storage
 
 
 def items_per_second(make: Callable[[], FrameDataset], epochs: int, fresh: bool) -> dict[str, float]:

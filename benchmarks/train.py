@@ -24,21 +24,21 @@ from typing import Any
 
 import torch
 
-from models.autoregressive import AutoregressiveConfig, ar_training_loss
-from models.diffusion import NoiseSchedule, training_loss
-from models.diffusion.process import DiffusionConfig
-from models.generator.discriminator import DISCRIMINATOR_PRESETS, MultiscaleDiscriminator
-from models.losses import adversarial_d_loss, adversarial_g_loss, feature_matching_loss, info_nce_loss
-from models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser
-from models.talking_head import TALKING_HEAD_PRESETS, TalkingHead
-from pipelines.train.contrastive import ContrastiveNet
-from pipelines.train.contrastive import train_contrastive as run_contrastive
-from pipelines.train.disentangle import train_disentangle as run_disentangle
-from pipelines.train.prior import train_prior as run_prior
-from pipelines.train.prior_ar import train_prior_ar as run_prior_ar
-from stages.common import with_absolute_paths
-from storage.params import load_params
-from storage.tracking import TrackingConfig
+from thpad.models.autoregressive import AutoregressiveConfig, ar_training_loss
+from thpad.models.diffusion import NoiseSchedule, training_loss
+from thpad.models.diffusion.process import DiffusionConfig
+from thpad.models.generator.discriminator import DISCRIMINATOR_PRESETS, MultiscaleDiscriminator
+from thpad.models.losses import adversarial_d_loss, adversarial_g_loss, feature_matching_loss, info_nce_loss
+from thpad.models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser
+from thpad.models.talking_head import TALKING_HEAD_PRESETS, TalkingHead
+from thpad.pipelines.train.contrastive import ContrastiveNet
+from thpad.pipelines.train.contrastive import train_contrastive as run_contrastive
+from thpad.pipelines.train.disentangle import train_disentangle as run_disentangle
+from thpad.pipelines.train.prior import train_prior as run_prior
+from thpad.pipelines.train.prior_ar import train_prior_ar as run_prior_ar
+from thpad.stages.common import with_absolute_paths
+from thpad.storage.params import load_params
+from thpad.storage.tracking import TrackingConfig
 
 STAGES: dict[str, Callable[[Any], Any]] = {"train_contrastive": run_contrastive, "train_disentangle": run_disentangle,
                                            "train_prior": run_prior, "train_prior_ar": run_prior_ar}

@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.shapes import assert_shape
+from thpad.models.shapes import assert_shape
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-from models.diffusion.chaining import sample_chained_chunks, stitch_chunks
-from models.losses.motion import masked_mse, velocity_loss
-from models.motion_denoiser import MotionDenoiser
+from thpad.models.diffusion.chaining import sample_chained_chunks, stitch_chunks
+from thpad.models.losses.motion import masked_mse, velocity_loss
+from thpad.models.motion_denoiser import MotionDenoiser
 
 
 @dataclass(frozen=True)

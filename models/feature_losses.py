@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.gaze import GAZE_PRESETS, GazeEncoder, GazeEncoderConfig
-from models.losses import VGG_LAYER_WEIGHTS, GazeDistance, gaze_loss, perceptual_loss
-from models.vgg import VGG_PRESETS, VGG19Features, VGGConfig
+from thpad.models.gaze import GAZE_PRESETS, GazeEncoder, GazeEncoderConfig
+from thpad.models.losses import VGG_LAYER_WEIGHTS, GazeDistance, gaze_loss, perceptual_loss
+from thpad.models.vgg import VGG_PRESETS, VGG19Features, VGGConfig
 
 log = logging.getLogger(__name__)
 

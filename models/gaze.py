@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from models.pretrained import PretrainedSpec, imagenet_normalize, load_pretrained
-from models.shapes import assert_shape
+from thpad.models.pretrained import PretrainedSpec, imagenet_normalize, load_pretrained
+from thpad.models.shapes import assert_shape
 
 
 @dataclass(frozen=True)

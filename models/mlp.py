@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.shapes import assert_shape
+from thpad.models.shapes import assert_shape
 
 
 @dataclass(frozen=True)

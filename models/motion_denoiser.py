@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.shapes import assert_shape
+from thpad.models.shapes import assert_shape
 
 
 @dataclass(frozen=True)

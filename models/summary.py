@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.generator.discriminator import DISCRIMINATOR_PRESETS, MultiscaleDiscriminator
-from models.generator.synthesis import Generator
-from models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser, MotionDenoiserConfig
-from models.talking_head import TALKING_HEAD_PRESETS, TalkingHead
+from thpad.models.generator.discriminator import DISCRIMINATOR_PRESETS, MultiscaleDiscriminator
+from thpad.models.generator.synthesis import Generator
+from thpad.models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser, MotionDenoiserConfig
+from thpad.models.talking_head import TALKING_HEAD_PRESETS, TalkingHead
 
 MODULE_NAMES = ("identity_encoder", "visual_encoder", "audio_encoder", "generator", "discriminator", "prior",
                 "ar_prior")

@@ -19,14 +19,14 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import nn
 
-from models.audio_encoder import AUDIO_PRESETS, AudioEncoder, AudioEncoderConfig
-from models.config import from_dict, to_dict
-from models.generator.layers import NoiseMode
-from models.generator.synthesis import GENERATOR_PRESETS, Generator, GeneratorConfig
-from models.identity_encoder import IDENTITY_PRESETS, IdentityEncoder, IdentityEncoderConfig
-from models.mlp import MLP, MLPConfig
-from models.shapes import assert_shape
-from models.visual_encoder import VISUAL_PRESETS, VisualEncoder, VisualEncoderConfig
+from thpad.models.audio_encoder import AUDIO_PRESETS, AudioEncoder, AudioEncoderConfig
+from thpad.models.config import from_dict, to_dict
+from thpad.models.generator.layers import NoiseMode
+from thpad.models.generator.synthesis import GENERATOR_PRESETS, Generator, GeneratorConfig
+from thpad.models.identity_encoder import IDENTITY_PRESETS, IdentityEncoder, IdentityEncoderConfig
+from thpad.models.mlp import MLP, MLPConfig
+from thpad.models.shapes import assert_shape
+from thpad.models.visual_encoder import VISUAL_PRESETS, VisualEncoder, VisualEncoderConfig
 
 
 @dataclass(frozen=True)

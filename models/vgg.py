@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
-from models.pretrained import PretrainedSpec, imagenet_normalize, load_pretrained
-from models.shapes import assert_shape
+from thpad.models.pretrained import PretrainedSpec, imagenet_normalize, load_pretrained
+from thpad.models.shapes import assert_shape
 
 # End indices (exclusive) of the five slices in torchvision's vgg19().features: relu1_1 .. relu5_1.
 _SLICE_ENDS = (2, 7, 12, 21, 30)

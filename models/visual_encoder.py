@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from torchvision.models import mobilenet_v2
 
-from models.mlp import MLP, MLPConfig
-from models.pretrained import PretrainedSpec, imagenet_normalize, load_pretrained
-from models.shapes import assert_shape
+from thpad.models.mlp import MLP, MLPConfig
+from thpad.models.pretrained import PretrainedSpec, imagenet_normalize, load_pretrained
+from thpad.models.shapes import assert_shape
 
 
 @dataclass(frozen=True)

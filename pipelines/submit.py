@@ -5,9 +5,10 @@ What a job is made of (our choices; the paper names no infrastructure):
 1. The *package*: the project folder zipped without ``SubmitConfig.excludes`` (environments, data,
    caches, outputs), with the chosen params file stored at its top as ``params.yaml``. It becomes the
    job's ``working_dir``, which Ray unpacks on the cluster, makes the current folder of the job's
-   driver and puts first on ``PYTHONPATH`` for the driver and every worker: ``stages``/``pipelines``
-   import from the upload even where the cluster image does not have thpad installed.
-2. The *entrypoint*: each stage's own command, ``python -m stages.cli <command> --params params.yaml``,
+   driver and puts first on ``PYTHONPATH`` for the driver and every worker. The package folders are
+   stored where the installed namespace has them (``models/`` as ``thpad/models/``, after pyproject's
+   package-dir), so ``thpad`` imports from the upload even where the cluster image does not have it.
+2. The *entrypoint*: each stage's command, ``python -m thpad.stages.cli <command> --params params.yaml``,
    joined with ``&&`` in DAG order. DVC stays the local orchestrator (the upload carries no git or
    DVC state); on the cluster a stage simply runs, resuming its own work where it can.
 3. The *runtime env*: no pip install unless ``submit.pip`` lists requirements; ``env_vars`` and the
@@ -21,13 +22,14 @@ import contextlib
 import fnmatch
 import os
 import time
+import tomllib
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipelines.submit_config import SubmitConfig
+from thpad.pipelines.submit_config import SubmitConfig
 
 # DVC stage name -> thpad command, in the DAG's order (dvc.yaml).
 STAGE_COMMANDS = {
@@ -106,7 +108,7 @@ def resolve_stages(names: Sequence[str]) -> list[str]:
 
 def job_entrypoint(stages: Sequence[str]) -> str:
     """The job's shell command: the stages' commands, in order, stopping at the first failure."""
-    return " && ".join(f"python -m stages.cli {STAGE_COMMANDS[s]} --params {JOB_PARAMS}" for s in stages)
+    return " && ".join(f"python -m thpad.stages.cli {STAGE_COMMANDS[s]} --params {JOB_PARAMS}" for s in stages)
 
 
 def is_excluded(rel: PurePosixPath, excludes: Sequence[str]) -> bool:
@@ -131,12 +133,15 @@ def build_package(root: Path, params_file: Path, excludes: Sequence[str], out_di
         ValueError: the package exceeds Ray's limit (the message names the largest top-level entries).
     """
     files = sorted(_project_files(root, excludes))
+    folders = package_folders(root)
     path = out_dir / "thpad-job.zip"
     total = 0
+    arcnames = []
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for rel in files:
             src = params_file if rel.as_posix() == JOB_PARAMS else root / rel
-            total += _add_file(zf, src, rel.as_posix())
+            arcnames.append(archive_name(rel, folders))
+            total += _add_file(zf, src, arcnames[-1].as_posix())
         if PurePosixPath(JOB_PARAMS) not in files:
             total += _add_file(zf, params_file, JOB_PARAMS)
     zip_bytes = path.stat().st_size
@@ -144,8 +149,26 @@ def build_package(root: Path, params_file: Path, excludes: Sequence[str], out_di
         raise ValueError(f"the project package is {zip_bytes / 2**20:.0f} MiB, over Ray's "
                          f"{MAX_PACKAGE_BYTES / 2**20:.0f} MiB limit; largest entries: "
                          f"{_largest(root, files)}; add them to submit.excludes")
-    top = tuple(sorted({rel.parts[0] for rel in files} | {JOB_PARAMS}))
+    top = tuple(sorted({rel.parts[0] for rel in arcnames} | {JOB_PARAMS}))
     return Package(path, len(files) + (PurePosixPath(JOB_PARAMS) not in files), total, zip_bytes, top)
+
+
+def package_folders(root: Path) -> dict[str, str]:
+    """Folder -> where the installed namespace puts it (``models`` -> ``thpad/models``), read from
+    ``[tool.setuptools.package-dir]`` in ``root/pyproject.toml``; empty without one."""
+    pyproject = root / "pyproject.toml"
+    table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("setuptools", {}).get("package-dir", {}) \
+        if pyproject.is_file() else {}
+    return {folder.strip("/"): package.replace(".", "/") for package, folder in table.items()}
+
+
+def archive_name(rel: PurePosixPath, folders: Mapping[str, str]) -> PurePosixPath:
+    """A project file's name in the job package: under its package's installed path when a package folder holds
+    it (the longest matching folder), else as it is in the project."""
+    for folder in sorted(folders, key=len, reverse=True):
+        if rel.as_posix().startswith(folder + "/"):
+            return PurePosixPath(folders[folder]) / rel.relative_to(folder)
+    return rel
 
 
 def _project_files(root: Path, excludes: Sequence[str]) -> Iterator[PurePosixPath]:

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipelines.train.contrastive import endless_batches
-from pipelines.train.disentangle import (
+from scripts.corpus_clips import truth_clips
+from thpad.pipelines.train.contrastive import endless_batches
+from thpad.pipelines.train.disentangle import (
     build_networks,
     encoder_parts,
     frame_sampling,
@@ -31,16 +32,15 @@ from pipelines.train.disentangle import (
     read_contrastive,
     validate,
 )
-from pipelines.train.disentangle_config import DisentangleConfig
-from pipelines.train.harness import pretrain
-from pipelines.train.probe import pearson
-from scripts.corpus_clips import truth_clips
-from storage.manifest import identity_indices, list_shards, manifest_uri, read_manifest
-from storage.params import load_params
-from storage.readers import FrameDataset
-from storage.tracking import NullRun
-from storage.uri import Storage
-from storage.voxceleb import sample_key
+from thpad.pipelines.train.disentangle_config import DisentangleConfig
+from thpad.pipelines.train.harness import pretrain
+from thpad.pipelines.train.probe import pearson
+from thpad.storage.manifest import identity_indices, list_shards, manifest_uri, read_manifest
+from thpad.storage.params import load_params
+from thpad.storage.readers import FrameDataset
+from thpad.storage.tracking import NullRun
+from thpad.storage.uri import Storage
+from thpad.storage.voxceleb import sample_key
 
 FIT_BATCHES = 300  # the training fit is scored on this many last batches
 MIN_STD = 0.05  # floor under a clip's std when standardising the target

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from storage.manifest import list_shards
-from storage.readers import iter_raw
-from storage.shards import decode_meta
-from storage.uri import Storage
+from thpad.storage.manifest import list_shards
+from thpad.storage.readers import iter_raw
+from thpad.storage.shards import decode_meta
+from thpad.storage.uri import Storage
 
 
 def truth_clips(shards: str, split: str, storage: Storage) -> Iterator[tuple[dict[str, Any], dict[str, bytes]]]:

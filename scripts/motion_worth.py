@@ -22,9 +22,9 @@ from collections.abc import Iterator
 import numpy as np
 
 from scripts.corpus_clips import truth_clips
-from storage.readers import to_tensor
-from storage.shards import decode_frames
-from storage.uri import Storage, StorageError
+from thpad.storage.readers import to_tensor
+from thpad.storage.shards import decode_frames
+from thpad.storage.uri import Storage, StorageError
 
 FACTOR_SETS: dict[str, tuple[str, ...]] = {
     "pose": ("yaw", "pitch", "roll"),

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipelines.media.video import read_video
+from thpad.pipelines.media.video import read_video
 
 
 def strip(mp4: Path, num: int = 6) -> np.ndarray:

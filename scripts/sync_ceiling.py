@@ -20,9 +20,9 @@ from collections.abc import Iterator
 import numpy as np
 
 from scripts.corpus_clips import truth_clips
-from storage.shards import MEL, load_npy
-from storage.uri import Storage, StorageError
-from storage.windows import mel_window
+from thpad.storage.shards import MEL, load_npy
+from thpad.storage.uri import Storage, StorageError
+from thpad.storage.windows import mel_window
 
 WINDOW_FRAMES = 5  # 0.2 s at 25 fps, as the shards' windows
 BINS_PER_FRAME = 4

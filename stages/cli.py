@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from stages.common import setup_logging
-from stages.extract_features import extract_features
-from stages.preprocess import preprocess
-from stages.sample_corpus import sample_corpus
-from stages.show_models import show_models
-from stages.show_params import show_params
-from stages.submit import submit
-from stages.train_contrastive import train_contrastive
-from stages.train_disentangle import train_disentangle
-from stages.train_prior import train_prior
-from stages.train_prior_ar import train_prior_ar
+from thpad.stages.common import setup_logging
+from thpad.stages.extract_features import extract_features
+from thpad.stages.preprocess import preprocess
+from thpad.stages.sample_corpus import sample_corpus
+from thpad.stages.show_models import show_models
+from thpad.stages.show_params import show_params
+from thpad.stages.submit import submit
+from thpad.stages.train_contrastive import train_contrastive
+from thpad.stages.train_disentangle import train_disentangle
+from thpad.stages.train_prior import train_prior
+from thpad.stages.train_prior_ar import train_prior_ar
 
 app = typer.Typer(
     name="thpad",

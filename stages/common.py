@@ -11,9 +11,9 @@ from typing import Any, NoReturn
 
 import typer
 
-from models.config import ConfigError
-from storage.params import Params, dump_json, load_params
-from storage.uri import is_s3
+from thpad.models.config import ConfigError
+from thpad.storage.params import Params, dump_json, load_params
+from thpad.storage.uri import is_s3
 
 PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="The params file to read (strictly).")
 DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Print the resolved config as JSON and exit.")

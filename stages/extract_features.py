@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from pipelines.features.extract import record_run, run_extract
-from stages.common import (
+from thpad.pipelines.features.extract import record_run, run_extract
+from thpad.stages.common import (
     DRY_RUN_OPTION,
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -17,7 +17,7 @@ from stages.common import (
     read_params,
     with_absolute_paths,
 )
-from storage.uri import Storage, StorageError
+from thpad.storage.uri import Storage, StorageError
 
 
 def extract_features(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import typer
 
-from pipelines.preprocess.run import run_preprocess
-from stages.common import (
+from thpad.pipelines.preprocess.run import run_preprocess
+from thpad.stages.common import (
     DRY_RUN_OPTION,
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -20,7 +20,7 @@ from stages.common import (
     read_params,
     with_absolute_paths,
 )
-from storage.uri import Storage, StorageError
+from thpad.storage.uri import Storage, StorageError
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import typer
 
-from pipelines.corpus.build import build_corpus
-from stages.common import DRY_RUN_OPTION, EXIT_CONFIG, PARAMS_OPTION, print_dry_run, read_params
+from thpad.pipelines.corpus.build import build_corpus
+from thpad.stages.common import DRY_RUN_OPTION, EXIT_CONFIG, PARAMS_OPTION, print_dry_run, read_params
 
 log = logging.getLogger(__name__)
 

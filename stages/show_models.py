@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from models.summary import summarize
+from thpad.models.summary import summarize
 
 
 def _row(name: str, info: dict) -> str:

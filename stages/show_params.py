@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.common import PARAMS_OPTION, print_dry_run, read_params
+from thpad.stages.common import PARAMS_OPTION, print_dry_run, read_params
 
 
 def show_params(params: Path = PARAMS_OPTION) -> None:

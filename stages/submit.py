@@ -10,8 +10,8 @@ from typing import NoReturn
 
 import typer
 
-from pipelines.ray_env import project_root
-from pipelines.submit import (
+from thpad.pipelines.ray_env import project_root
+from thpad.pipelines.submit import (
     connect,
     describe_job,
     failure_reason,
@@ -20,7 +20,7 @@ from pipelines.submit import (
     resolve_address,
     resolve_stages,
 )
-from stages.common import EXIT_CONFIG, EXIT_FAILED, PARAMS_OPTION, read_params
+from thpad.stages.common import EXIT_CONFIG, EXIT_FAILED, PARAMS_OPTION, read_params
 
 EXIT_INTERRUPTED = 130
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from pipelines.train.contrastive import STAGE
-from pipelines.train.contrastive import train_contrastive as run_stage
-from stages.common import (
+from thpad.pipelines.train.contrastive import STAGE
+from thpad.pipelines.train.contrastive import train_contrastive as run_stage
+from thpad.stages.common import (
     DRY_RUN_OPTION,
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -18,8 +18,8 @@ from stages.common import (
     read_params,
     with_absolute_paths,
 )
-from storage.manifest import manifest_uri
-from storage.uri import Storage, StorageError
+from thpad.storage.manifest import manifest_uri
+from thpad.storage.uri import Storage, StorageError
 
 
 def train_contrastive(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
-from pipelines.train.disentangle import STAGE, StageInputError
-from pipelines.train.disentangle import train_disentangle as run_stage
-from pipelines.train.disentangle_config import DisentangleConfig
-from stages.common import (
+from thpad.pipelines.train.disentangle import STAGE, StageInputError
+from thpad.pipelines.train.disentangle import train_disentangle as run_stage
+from thpad.pipelines.train.disentangle_config import DisentangleConfig
+from thpad.stages.common import (
     DRY_RUN_OPTION,
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -19,7 +19,7 @@ from stages.common import (
     read_params,
     with_absolute_paths,
 )
-from storage.uri import StorageError
+from thpad.storage.uri import StorageError
 
 
 def train_disentangle(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None:

@@ -8,10 +8,10 @@ from typing import Any
 
 import typer
 
-from pipelines.train.motion_data import check_features
-from pipelines.train.prior import STAGE
-from pipelines.train.prior import train_prior as run_stage
-from stages.common import (
+from thpad.pipelines.train.motion_data import check_features
+from thpad.pipelines.train.prior import STAGE
+from thpad.pipelines.train.prior import train_prior as run_stage
+from thpad.stages.common import (
     DRY_RUN_OPTION,
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -21,7 +21,7 @@ from stages.common import (
     read_params,
     with_absolute_paths,
 )
-from storage.uri import Storage, StorageError
+from thpad.storage.uri import Storage, StorageError
 
 
 def train_prior(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None:

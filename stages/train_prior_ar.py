@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
-from pipelines.train.prior_ar import STAGE
-from pipelines.train.prior_ar import train_prior_ar as run_stage
-from stages.common import DRY_RUN_OPTION, PARAMS_OPTION, print_dry_run, read_params, with_absolute_paths
-from stages.train_prior import run_motion_stage
+from thpad.pipelines.train.prior_ar import STAGE
+from thpad.pipelines.train.prior_ar import train_prior_ar as run_stage
+from thpad.stages.common import DRY_RUN_OPTION, PARAMS_OPTION, print_dry_run, read_params, with_absolute_paths
+from thpad.stages.train_prior import run_motion_stage
 
 
 def train_prior_ar(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None:

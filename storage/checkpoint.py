@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from storage.files import atomic_write
+from thpad.storage.files import atomic_write
 
 SNAPSHOT_PREFIX = "snapshot-"
 SNAPSHOT_SUFFIX = ".pt"

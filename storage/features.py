@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from storage.uri import Storage, basename, join
+from thpad.storage.uri import Storage, basename, join
 
 INFO_FILE = "info.json"
 SCHEMA = pa.schema([

@@ -19,8 +19,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from storage.shards import SCHEMA_VERSION, ClipSample, shard_name
-from storage.uri import Storage, join
+from thpad.storage.shards import SCHEMA_VERSION, ClipSample, shard_name
+from thpad.storage.uri import Storage, join
 
 MANIFEST_NAME = "manifest.parquet"
 REJECTS_NAME = "rejects.parquet"

@@ -14,14 +14,14 @@ from typing import Any
 
 import yaml
 
-from models.config import ConfigError, from_dict, to_dict
-from pipelines.corpus.config import CorpusConfig
-from pipelines.features.config import FeaturesConfig
-from pipelines.preprocess.config import PreprocessConfig
-from pipelines.submit_config import SubmitConfig
-from pipelines.train.config import ContrastiveConfig
-from pipelines.train.disentangle_config import DisentangleConfig
-from pipelines.train.prior_config import PriorARConfig, PriorConfig
+from thpad.models.config import ConfigError, from_dict, to_dict
+from thpad.pipelines.corpus.config import CorpusConfig
+from thpad.pipelines.features.config import FeaturesConfig
+from thpad.pipelines.preprocess.config import PreprocessConfig
+from thpad.pipelines.submit_config import SubmitConfig
+from thpad.pipelines.train.config import ContrastiveConfig
+from thpad.pipelines.train.disentangle_config import DisentangleConfig
+from thpad.pipelines.train.prior_config import PriorARConfig, PriorConfig
 
 DEFAULT_PARAMS = Path("params.yaml")
 

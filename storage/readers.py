@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from storage.eye_closure import CLOSURE_SIZE, eye_closure
-from storage.landmark_motion import DegenerateLandmarksError, landmark_motion
-from storage.shards import LMK, MEL, ClipSample, decode_frames, decode_meta, decode_sample, frame_height, load_npy
-from storage.uri import Storage, StorageError
-from storage.windows import mel_window
+from thpad.storage.eye_closure import CLOSURE_SIZE, eye_closure
+from thpad.storage.landmark_motion import DegenerateLandmarksError, landmark_motion
+from thpad.storage.shards import LMK, MEL, ClipSample, decode_frames, decode_meta, decode_sample, frame_height, load_npy
+from thpad.storage.uri import Storage, StorageError
+from thpad.storage.windows import mel_window
 
 RawSample = tuple[str, dict[str, bytes]]
 log = logging.getLogger(__name__)

@@ -45,7 +45,7 @@ import cv2
 import numpy as np
 import soundfile
 
-from storage.uri import Storage, basename, is_s3
+from thpad.storage.uri import Storage, basename, is_s3
 
 SCHEMA_VERSION = 1
 FRAMES = "frames.mjpeg"  # concatenated baseline JPEGs (YCbCr 4:2:0), one per frame

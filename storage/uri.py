@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from storage.files import atomic_write_bytes, temp_sibling
+from thpad.storage.files import atomic_write_bytes, temp_sibling
 
 S3_SCHEME = "s3://"
 

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from storage.uri import Storage, join
+from thpad.storage.uri import Storage, join
 
 SPLITS = ("dev", "test")
 

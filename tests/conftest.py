@@ -30,7 +30,7 @@ os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "tes
 @pytest.fixture(scope="session")
 def micro_params():
     """The micro profile, loaded strictly."""
-    from storage.params import load_params
+    from thpad.storage.params import load_params
 
     return load_params(REPO / "profiles" / "micro.yaml")
 
@@ -38,7 +38,7 @@ def micro_params():
 @pytest.fixture(scope="session")
 def micro_corpus(tmp_path_factory, micro_params) -> tuple[Path, dict]:
     """A micro sample corpus (5 identities x 1 clip x 2 s), built once per session."""
-    from pipelines.corpus.build import build_corpus
+    from thpad.pipelines.corpus.build import build_corpus
 
     out = tmp_path_factory.mktemp("corpus")
     cfg = dataclasses.replace(micro_params.corpus, workers=1)
@@ -49,7 +49,7 @@ def micro_corpus(tmp_path_factory, micro_params) -> tuple[Path, dict]:
 def ray_head():
     """One local Ray head for the whole session: 127.0.0.1, free ports, 4 logical CPUs, with the dashboard (the
     Jobs API of ``thpad submit``). Its processes are stopped and its temp folder removed at the end."""
-    from pipelines.ray_env import LOCAL_ENV, start_local_head, stop_local_head
+    from thpad.pipelines.ray_env import LOCAL_ENV, start_local_head, stop_local_head
 
     os.environ.update(LOCAL_ENV)  # drivers joining a loopback head need them too (else Ray uses the host IP)
     # 4 logical CPUs on 2 cores: a Ray Data actor that outlives a SIGKILLed driver (the killed-preprocess test)
@@ -64,8 +64,19 @@ def ray_local(ray_head):
     """This process joined to the session's Ray head, for every Ray test."""
     import ray
 
-    from pipelines.ray_env import RayConfig, ensure_ray
+    from thpad.pipelines.ray_env import RayConfig, ensure_ray
 
     ensure_ray(RayConfig(address=ray_head.gcs_address, num_cpus=2))
     yield ray
     ray.shutdown()
+
+
+SLOW_FIXTURES = frozenset({"ray_head", "ray_local"})  # a local Ray: seconds to start, 12-20 s per TorchTrainer fit
+SLOW_MODULES = frozenset({"test_dvc.py"})  # dvc repro in a temporary git repository
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark the tests that need a local Ray or run ``dvc repro`` as ``slow``: ``make test-quick`` leaves them out."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

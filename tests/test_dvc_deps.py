@@ -8,8 +8,9 @@ The rules the checker applies:
   registers ``<command>`` with ``app.command("<command>")(func)`` and imports ``func`` from the stage's entry
   module, which must be ``stages/<stage>.py``. ``cli.py`` itself is not followed: it is dispatch only and
   imports every stage, so following it would make every stage depend on everything.
-- From the entry module, imports are followed transitively within the project's own packages (the folders at the
-  repo root holding ``__init__.py``). ``import a.b`` and ``from a.b import c`` both count, ``a.b.c`` counting too
+- From the entry module, imports are followed transitively within the project's own packages (``thpad.*``, mapped
+  onto the top-level folders by pyproject's package-dir; see ``tests/import_graph.py``). ``import a.b`` and
+  ``from a.b import c`` both count, ``a.b.c`` counting too
   when it is a module; relative imports are resolved; imports inside functions count as well.
 - One boundary: ``storage/params.py``, the strict loader, imports the config class of every params section so that
   it can validate the whole of ``params.yaml``. ``dvc.yaml`` already scopes each stage to the params sections it
@@ -27,15 +28,17 @@ from __future__ import annotations
 
 import ast
 import shlex
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.import_graph import import_closure, module_file
+
 REPO = Path(__file__).resolve().parents[1]
-CLI_MODULE = "stages.cli"
-PARAMS_MODULE = "storage.params"
+CLI_MODULE = "thpad.stages.cli"
+PARAMS_MODULE = "thpad.storage.params"
 PARAMS_CLASS = "Params"
 SCRIPT = "thpad"
 
@@ -45,92 +48,6 @@ def _load_stages(root: Path) -> dict[str, dict]:
 
 
 STAGES = _load_stages(REPO)
-
-
-def project_packages(root: Path) -> frozenset[str]:
-    """Top-level packages of the project: the folders at ``root`` holding an ``__init__.py``."""
-    return frozenset(init.parent.name for init in root.glob("*/__init__.py"))
-
-
-def module_file(root: Path, dotted: str) -> Path | None:
-    """The file defining module ``dotted`` under ``root`` (a package wins over a same-named module), or None."""
-    base = root.joinpath(*dotted.split("."))
-    for candidate in (base / "__init__.py", base.with_name(base.name + ".py")):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
-
-def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
-    """Like ``ast.walk``, but without the bodies of ``if TYPE_CHECKING:`` blocks (their ``else`` is kept)."""
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        yield node
-        if isinstance(node, ast.If) and _is_type_checking(node.test):
-            stack.extend(node.orelse)
-        else:
-            stack.extend(ast.iter_child_nodes(node))
-
-
-def _from_base(node: ast.ImportFrom, module: str, is_package: bool) -> str:
-    """The absolute module a ``from ... import`` statement in ``module`` imports from."""
-    if node.level == 0:
-        return node.module or ""
-    package = module if is_package else module.rpartition(".")[0]
-    for _ in range(node.level - 1):
-        package = package.rpartition(".")[0]
-    return f"{package}.{node.module}" if node.module else package
-
-
-def imported_names(tree: ast.Module, module: str, is_package: bool,
-                   skip: frozenset[str] = frozenset()) -> set[str]:
-    """Dotted names a module may import at run time: imported modules, plus ``base.name`` for each
-    ``from base import name`` (a module only when such a file exists). Imported names in ``skip`` are left out,
-    and so is a ``from`` statement importing nothing else."""
-    names: set[str] = set()
-    for node in _runtime_nodes(tree):
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            kept = [alias.name for alias in node.names if alias.name not in skip]
-            if isinstance(node, ast.Import):
-                names.update(kept)
-            elif kept:
-                base = _from_base(node, module, is_package)
-                names.add(base)
-                names.update(f"{base}.{name}" for name in kept if name != "*")
-    return names
-
-
-def _with_parents(dotted: str) -> Iterator[str]:
-    """``a.b.c`` -> ``a``, ``a.b``, ``a.b.c``: importing a module runs its parent packages first."""
-    parts = dotted.split(".")
-    for end in range(1, len(parts) + 1):
-        yield ".".join(parts[:end])
-
-
-def import_closure(root: Path, entry: str, unfollowed: Mapping[str, frozenset[str]] | None = None) -> dict[str, Path]:
-    """Every project module (dotted name -> file) that importing ``entry`` runs, ``entry`` included, except
-    what only the imports named in ``unfollowed`` (module -> imported names) would bring in."""
-    unfollowed = unfollowed or {}
-    packages = project_packages(root)
-    found: dict[str, Path] = {}
-    todo = list(_with_parents(entry))
-    while todo:
-        module = todo.pop()
-        path = None if module in found else module_file(root, module)
-        if path is None or module.split(".")[0] not in packages:
-            continue
-        found[module] = path
-        tree = ast.parse(path.read_text(), filename=str(path))
-        skip = unfollowed.get(module, frozenset())
-        for name in imported_names(tree, module, path.name == "__init__.py", skip):
-            todo.extend(_with_parents(name))
-    return found
 
 
 def _is_inert_init(path: Path) -> bool:
@@ -204,14 +121,14 @@ def entry_module(root: Path, cmd: str) -> str:
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_stage_cmd_runs_its_own_stages_module(stage: str) -> None:
-    assert entry_module(REPO, STAGES[stage]["cmd"]) == f"stages.{stage}"
+    assert entry_module(REPO, STAGES[stage]["cmd"]) == f"thpad.stages.{stage}"
     assert (REPO / "stages" / f"{stage}.py").is_file()
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_stage_deps_cover_every_imported_source_file(stage: str) -> None:
     spec = STAGES[stage]
-    missing = missing_deps(REPO, f"stages.{stage}", spec.get("deps", []), stage_unfollowed(REPO, spec))
+    missing = missing_deps(REPO, f"thpad.stages.{stage}", spec.get("deps", []), stage_unfollowed(REPO, spec))
     assert not missing, (f"dvc.yaml stage {stage!r} imports files its deps do not cover; add to its deps:\n"
                          + "\n".join(f"  - {rel}" for rel in missing))
 

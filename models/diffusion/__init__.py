@@ -5,8 +5,8 @@
 ``chaining``: chained sampling of sequences longer than the 128-frame window (supplement Fig. I).
 """
 
-from models.diffusion.chaining import chunk_spans, sample_chained_chunks, stitch_chunks
-from models.diffusion.process import (
+from thpad.models.diffusion.chaining import chunk_spans, sample_chained_chunks, stitch_chunks
+from thpad.models.diffusion.process import (
     BETA_SCHEDULES,
     Denoiser,
     DiffusionConfig,
@@ -16,7 +16,7 @@ from models.diffusion.process import (
     sample_known_mask,
     training_loss,
 )
-from models.diffusion.sampling import (
+from thpad.models.diffusion.sampling import (
     SAMPLERS,
     SamplerConfig,
     ddim_sample,

@@ -15,7 +15,7 @@ from typing import Literal, Protocol
 
 import torch
 
-from models.losses.motion import masked_mse, velocity_loss
+from thpad.models.losses.motion import masked_mse, velocity_loss
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from typing import Literal
 
 import torch
 
-from models.diffusion.chaining import sample_chained_chunks, stitch_chunks
-from models.diffusion.process import Denoiser, NoiseSchedule, gather, paste_known, randn
+from thpad.models.diffusion.chaining import sample_chained_chunks, stitch_chunks
+from thpad.models.diffusion.process import Denoiser, NoiseSchedule, gather, paste_known, randn
 
 
 @dataclass(frozen=True)

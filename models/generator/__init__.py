@@ -1,12 +1,12 @@
 """StyleGAN2-style generator G and multi-scale PatchGAN discriminator D (TH-PAD supplement §I.2)."""
 
-from models.generator.discriminator import (
+from thpad.models.generator.discriminator import (
     DISCRIMINATOR_PRESETS,
     DiscriminatorConfig,
     MultiscaleDiscriminator,
     ScaleOutput,
 )
-from models.generator.synthesis import GENERATOR_PRESETS, Generator, GeneratorConfig
+from thpad.models.generator.synthesis import GENERATOR_PRESETS, Generator, GeneratorConfig
 
 __all__ = [
     "DISCRIMINATOR_PRESETS",

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from models.shapes import assert_shape
+from thpad.models.shapes import assert_shape
 
 
 @dataclass(frozen=True)

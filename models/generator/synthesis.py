@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.generator.layers import NoiseMode, StyledConv, ToRGB
-from models.shapes import assert_shape
+from thpad.models.generator.layers import NoiseMode, StyledConv, ToRGB
+from thpad.models.shapes import assert_shape
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,11 @@ gaze, contrastive (with memory-bank negatives), orthogonality and velocity losse
 Losses take tensors and feature lists, never networks, so each is testable on its own.
 """
 
-from models.losses.contrastive import LogitScale, info_nce_loss, orthogonality_loss
-from models.losses.gan import GanKind, adversarial_d_loss, adversarial_g_loss, feature_matching_loss
-from models.losses.motion import masked_mse, velocity_loss
-from models.losses.reconstruction import VGG_LAYER_WEIGHTS, GazeDistance, gaze_loss, perceptual_loss
-from models.losses.weights import LOSS_PRESETS, LossConfig, LossWeights, weighted_total
+from thpad.models.losses.contrastive import LogitScale, info_nce_loss, orthogonality_loss
+from thpad.models.losses.gan import GanKind, adversarial_d_loss, adversarial_g_loss, feature_matching_loss
+from thpad.models.losses.motion import masked_mse, velocity_loss
+from thpad.models.losses.reconstruction import VGG_LAYER_WEIGHTS, GazeDistance, gaze_loss, perceptual_loss
+from thpad.models.losses.weights import LOSS_PRESETS, LossConfig, LossWeights, weighted_total
 
 __all__ = [
     "LOSS_PRESETS",

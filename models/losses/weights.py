@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
-from models.losses.gan import GanKind
-from models.losses.reconstruction import VGG_LAYER_WEIGHTS, GazeDistance
+from thpad.models.losses.gan import GanKind
+from thpad.models.losses.reconstruction import VGG_LAYER_WEIGHTS, GazeDistance
 
 
 @dataclass(frozen=True)

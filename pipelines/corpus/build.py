@@ -14,13 +14,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from models.config import to_dict
-from pipelines.corpus.clip import is_complete, render_clip
-from pipelines.corpus.config import CorpusConfig
-from pipelines.corpus.plan import ClipPlan, plan_clips, plan_identities, test_portraits
-from pipelines.corpus.portraits import PORTRAITS
-from pipelines.media.faces import FaceLandmarker
-from storage.files import atomic_write_json, remove_partials
+from thpad.models.config import to_dict
+from thpad.pipelines.corpus.clip import is_complete, render_clip
+from thpad.pipelines.corpus.config import CorpusConfig
+from thpad.pipelines.corpus.plan import ClipPlan, plan_clips, plan_identities, test_portraits
+from thpad.pipelines.corpus.portraits import PORTRAITS
+from thpad.pipelines.media.faces import FaceLandmarker
+from thpad.storage.files import atomic_write_json, remove_partials
 
 log = logging.getLogger(__name__)
 

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.corpus.config import CorpusConfig
-from pipelines.corpus.motion import MotionTruth, frame_envelope, make_motion
-from pipelines.corpus.plan import ClipPlan
-from pipelines.corpus.portraits import PORTRAITS, make_identity_image
-from pipelines.corpus.render import FaceRig, build_rig, render_frame
-from pipelines.corpus.speech import Utterance, speak_clip
-from pipelines.media.faces import FaceLandmarker
-from pipelines.media.video import write_video
-from storage.files import atomic_write_json
+from thpad.pipelines.corpus.config import CorpusConfig
+from thpad.pipelines.corpus.motion import MotionTruth, frame_envelope, make_motion
+from thpad.pipelines.corpus.plan import ClipPlan
+from thpad.pipelines.corpus.portraits import PORTRAITS, make_identity_image
+from thpad.pipelines.corpus.render import FaceRig, build_rig, render_frame
+from thpad.pipelines.corpus.speech import Utterance, speak_clip
+from thpad.pipelines.media.faces import FaceLandmarker
+from thpad.pipelines.media.video import write_video
+from thpad.storage.files import atomic_write_json
 
 TRUTH_SCHEMA_VERSION = 1
 FOCAL_FACTOR = 2.5  # pinhole focal length in units of the frame size (a mild perspective)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
-from pipelines.corpus.config import MotionConfig
+from thpad.pipelines.corpus.config import MotionConfig
 
 BLINK_PROFILE = (0.5, 1.0, 1.0, 0.6, 0.25)  # eyelid closure over the frames of one blink
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.corpus.config import CorpusConfig
-from pipelines.corpus.portraits import PORTRAITS, Variation, draw_variation
-from storage.voxceleb import ClipId
+from thpad.pipelines.corpus.config import CorpusConfig
+from thpad.pipelines.corpus.portraits import PORTRAITS, Variation, draw_variation
+from thpad.storage.voxceleb import ClipId
 
 _VIDEO_ALPHABET = string.ascii_letters + string.digits + "_"  # no "-": ids never look like flags
 

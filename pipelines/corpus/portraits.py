@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipelines.media.faces import FaceLandmarker
+from thpad.pipelines.media.faces import FaceLandmarker
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipelines.corpus.config import ReliefConfig
+from thpad.pipelines.corpus.config import ReliefConfig
 
 NOSE_TIP, OUTER_EYE_CORNERS, JAW_ENDS, CHIN, BROW = 30, (36, 45), (0, 16), 8, 19
 NOSE_WIDTH = 0.18  # the nose bump's standard deviation, in units of the outer eye-corner distance

@@ -15,7 +15,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from pipelines.corpus.config import SpeechConfig
+from thpad.pipelines.corpus.config import SpeechConfig
 
 # Sentences written for this corpus; plain, varied in length and stress.
 SENTENCES: tuple[str, ...] = (

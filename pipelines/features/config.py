@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipelines.ray_env import RayConfig
-from storage.tracking import TrackingConfig
-from storage.uri import S3Config
+from thpad.pipelines.ray_env import RayConfig
+from thpad.storage.tracking import TrackingConfig
+from thpad.storage.uri import S3Config
 
 
 @dataclass(frozen=True)

@@ -33,20 +33,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.audio_encoder import AudioEncoder
-from models.config import from_dict, to_dict
-from models.talking_head import TALKING_HEAD_PRESETS, TalkingHeadConfig, build_talking_head
-from models.visual_encoder import VisualEncoder
-from pipelines.features.config import FeaturesConfig
-from pipelines.ray_env import ensure_ray
-from storage.checkpoint import load_snapshot
-from storage.features import ClipFeatures, feature_file_uri, info_uri, write_feature_file, write_info
-from storage.files import remove_partials
-from storage.manifest import list_shards, manifest_uri, read_manifest
-from storage.readers import iter_tar_samples, to_tensor
-from storage.shards import MEL, decode_frames, decode_meta, load_npy
-from storage.uri import Storage, StorageError, basename, is_s3, join
-from storage.windows import mel_window
+from thpad.models.audio_encoder import AudioEncoder
+from thpad.models.config import from_dict, to_dict
+from thpad.models.talking_head import TALKING_HEAD_PRESETS, TalkingHeadConfig, build_talking_head
+from thpad.models.visual_encoder import VisualEncoder
+from thpad.pipelines.features.config import FeaturesConfig
+from thpad.pipelines.ray_env import ensure_ray
+from thpad.storage.checkpoint import load_snapshot
+from thpad.storage.features import ClipFeatures, feature_file_uri, info_uri, write_feature_file, write_info
+from thpad.storage.files import remove_partials
+from thpad.storage.manifest import list_shards, manifest_uri, read_manifest
+from thpad.storage.readers import iter_tar_samples, to_tensor
+from thpad.storage.shards import MEL, decode_frames, decode_meta, load_npy
+from thpad.storage.uri import Storage, StorageError, basename, is_s3, join
+from thpad.storage.windows import mel_window
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1  # bump when the features of a frame change meaning (window, resize, ...): invalidates records
@@ -365,7 +365,7 @@ def _per_split(records: list[dict], field: str | None) -> dict[str, int]:
 def record_run(cfg: FeaturesConfig, summary: Mapping[str, Any]) -> str:
     """Record an extraction as the MLflow run of stage ``extract_features`` (under the pipeline's parent run):
     the resolved params, the counts and speed as metrics, ``info.json`` as an artifact. Returns the run id."""
-    from storage.tracking import open_stage_run
+    from thpad.storage.tracking import open_stage_run
 
     run = open_stage_run(cfg.tracking, "extract_features", params=to_dict(cfg),
                          tags={"thpad.input.disentangle": str(summary["snapshot"])})

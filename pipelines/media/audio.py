@@ -22,9 +22,9 @@ import librosa.filters
 import numpy as np
 import soxr
 
-from pipelines.media.config import AudioConfig, bins_per_frame, samples_per_frame
-from pipelines.media.errors import RejectClip
-from pipelines.media.video import read_audio
+from thpad.pipelines.media.config import AudioConfig, bins_per_frame, samples_per_frame
+from thpad.pipelines.media.errors import RejectClip
+from thpad.pipelines.media.video import read_audio
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:

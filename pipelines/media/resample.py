@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from pipelines.media.errors import RejectClip
+from thpad.pipelines.media.errors import RejectClip
 
 EPS = 1e-6  # absorbs float error in frame-time products such as 29.97 * k / 25
 

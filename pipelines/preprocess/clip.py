@@ -15,15 +15,15 @@ from pathlib import Path
 import av
 import numpy as np
 
-from pipelines.media import align, audio, resample
-from pipelines.media.config import samples_per_frame
-from pipelines.media.errors import RejectClip
-from pipelines.media.track import Landmarker, TrackStats, track_face
-from pipelines.media.video import DecodedVideo, read_video
-from pipelines.preprocess.config import PreprocessConfig
-from storage.shards import ClipSample
-from storage.uri import Storage, is_s3
-from storage.voxceleb import SourceClip
+from thpad.pipelines.media import align, audio, resample
+from thpad.pipelines.media.config import samples_per_frame
+from thpad.pipelines.media.errors import RejectClip
+from thpad.pipelines.media.track import Landmarker, TrackStats, track_face
+from thpad.pipelines.media.video import DecodedVideo, read_video
+from thpad.pipelines.preprocess.config import PreprocessConfig
+from thpad.storage.shards import ClipSample
+from thpad.storage.uri import Storage, is_s3
+from thpad.storage.voxceleb import SourceClip
 
 
 def _decode(path: Path) -> DecodedVideo:

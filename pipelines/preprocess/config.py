@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipelines.media.config import AlignConfig, AudioConfig, TrackConfig
-from pipelines.preprocess.plan import SplitConfig
-from pipelines.ray_env import RayConfig
-from storage.uri import S3Config
+from thpad.pipelines.media.config import AlignConfig, AudioConfig, TrackConfig
+from thpad.pipelines.preprocess.plan import SplitConfig
+from thpad.pipelines.ray_env import RayConfig
+from thpad.storage.uri import S3Config
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storage.voxceleb import SourceClip
+from thpad.storage.voxceleb import SourceClip
 
 SPLITS = ("train", "val", "test")
 

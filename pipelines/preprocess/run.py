@@ -18,18 +18,18 @@ import logging
 from collections import Counter
 from collections.abc import Iterator
 
-from models.config import to_dict
-from pipelines.media.errors import RejectClip
-from pipelines.media.track import Landmarker, load_landmarker
-from pipelines.preprocess.clip import process_clip
-from pipelines.preprocess.config import PreprocessConfig
-from pipelines.preprocess.plan import ShardPlan, assign_splits, plan_shards
-from pipelines.ray_env import ensure_ray
-from storage.files import remove_partials
-from storage.manifest import manifest_row, manifest_uri, rejects_uri, shard_uri, write_manifest, write_rejects
-from storage.shards import ClipSample, write_shard
-from storage.uri import Storage, StorageError, is_s3, join
-from storage.voxceleb import SourceClip, discover
+from thpad.models.config import to_dict
+from thpad.pipelines.media.errors import RejectClip
+from thpad.pipelines.media.track import Landmarker, load_landmarker
+from thpad.pipelines.preprocess.clip import process_clip
+from thpad.pipelines.preprocess.config import PreprocessConfig
+from thpad.pipelines.preprocess.plan import ShardPlan, assign_splits, plan_shards
+from thpad.pipelines.ray_env import ensure_ray
+from thpad.storage.files import remove_partials
+from thpad.storage.manifest import manifest_row, manifest_uri, rejects_uri, shard_uri, write_manifest, write_rejects
+from thpad.storage.shards import ClipSample, write_shard
+from thpad.storage.uri import Storage, StorageError, is_s3, join
+from thpad.storage.voxceleb import SourceClip, discover
 
 log = logging.getLogger(__name__)
 PROGRESS_DIR = "progress"

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.memory_bank import MEMORY_BANK_PRESETS
-from models.talking_head import TALKING_HEAD_PRESETS
-from pipelines.ray_env import RayConfig
-from pipelines.train.landmark_motion import LandmarkMotionParams
-from storage.tracking import TrackingConfig
-from storage.uri import S3Config
+from thpad.models.memory_bank import MEMORY_BANK_PRESETS
+from thpad.models.talking_head import TALKING_HEAD_PRESETS
+from thpad.pipelines.ray_env import RayConfig
+from thpad.pipelines.train.landmark_motion import LandmarkMotionParams
+from thpad.storage.tracking import TrackingConfig
+from thpad.storage.uri import S3Config
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,14 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch.utils.data import DataLoader
 
-from models.audio_encoder import AudioEncoder, AudioEncoderConfig
-from models.config import from_dict, to_dict
-from models.losses import LogitScale, info_nce_loss
-from models.memory_bank import MEMORY_BANK_PRESETS, MemoryBank
-from models.talking_head import TALKING_HEAD_PRESETS
-from models.visual_encoder import VisualEncoder, VisualEncoderConfig
-from pipelines.train.config import ContrastiveConfig
-from pipelines.train.harness import (
+from thpad.models.audio_encoder import AudioEncoder, AudioEncoderConfig
+from thpad.models.config import from_dict, to_dict
+from thpad.models.losses import LogitScale, info_nce_loss
+from thpad.models.memory_bank import MEMORY_BANK_PRESETS, MemoryBank
+from thpad.models.talking_head import TALKING_HEAD_PRESETS
+from thpad.models.visual_encoder import VisualEncoder, VisualEncoderConfig
+from thpad.pipelines.train.config import ContrastiveConfig
+from thpad.pipelines.train.harness import (
     capture_rng,
     crossed,
     ema_update,
@@ -43,13 +43,13 @@ from pipelines.train.harness import (
     set_learning_rate,
     shards_fingerprint,
 )
-from pipelines.train.landmark_motion import landmark_head, landmark_motion_loss
-from storage.manifest import identity_indices, list_shards, manifest_uri, read_manifest
-from storage.readers import FrameDataset, FrameSamplingConfig, iter_raw
-from storage.shards import MEL, decode_frames, load_npy
-from storage.tracking import NullRun, StageRun, resume_stage_run
-from storage.uri import Storage
-from storage.windows import mel_window
+from thpad.pipelines.train.landmark_motion import landmark_head, landmark_motion_loss
+from thpad.storage.manifest import identity_indices, list_shards, manifest_uri, read_manifest
+from thpad.storage.readers import FrameDataset, FrameSamplingConfig, iter_raw
+from thpad.storage.shards import MEL, decode_frames, load_npy
+from thpad.storage.tracking import NullRun, StageRun, resume_stage_run
+from thpad.storage.uri import Storage
+from thpad.storage.windows import mel_window
 
 log = logging.getLogger(__name__)
 STAGE = "train_contrastive"

@@ -50,11 +50,11 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from models.config import from_dict, to_dict
-from models.feature_losses import GazeLoss, GazeLossConfig, PerceptualLoss, PerceptualLossConfig
-from models.gaze import GAZE_PRESETS
-from models.generator.discriminator import DISCRIMINATOR_PRESETS, MultiscaleDiscriminator
-from models.losses import (
+from thpad.models.config import from_dict, to_dict
+from thpad.models.feature_losses import GazeLoss, GazeLossConfig, PerceptualLoss, PerceptualLossConfig
+from thpad.models.gaze import GAZE_PRESETS
+from thpad.models.generator.discriminator import DISCRIMINATOR_PRESETS, MultiscaleDiscriminator
+from thpad.models.losses import (
     LogitScale,
     adversarial_d_loss,
     adversarial_g_loss,
@@ -63,13 +63,19 @@ from models.losses import (
     orthogonality_loss,
     weighted_total,
 )
-from models.memory_bank import MEMORY_BANK_PRESETS, MemoryBank
-from models.talking_head import TALKING_HEAD_PRESETS, TalkingHead, TalkingHeadOutput, talking_head_snapshot_config
-from models.vgg import VGG_PRESETS
-from pipelines.train.augment import augment_frames
-from pipelines.train.contrastive import MEL_BINS_PER_FRAME, ContrastiveNet, build_net, endless_batches, gather_rows
-from pipelines.train.disentangle_config import DisentangleConfig
-from pipelines.train.harness import (
+from thpad.models.memory_bank import MEMORY_BANK_PRESETS, MemoryBank
+from thpad.models.talking_head import TALKING_HEAD_PRESETS, TalkingHead, TalkingHeadOutput, talking_head_snapshot_config
+from thpad.models.vgg import VGG_PRESETS
+from thpad.pipelines.train.augment import augment_frames
+from thpad.pipelines.train.contrastive import (
+    MEL_BINS_PER_FRAME,
+    ContrastiveNet,
+    build_net,
+    endless_batches,
+    gather_rows,
+)
+from thpad.pipelines.train.disentangle_config import DisentangleConfig
+from thpad.pipelines.train.harness import (
     Meter,
     capture_rng,
     crossed,
@@ -86,14 +92,14 @@ from pipelines.train.harness import (
     shards_fingerprint,
     step_with_averaged_gradients,
 )
-from pipelines.train.landmark_motion import landmark_head, landmark_motion_loss
-from pipelines.train.probe import partial_correlations, pearson, probe_groups, probe_predictions
-from storage.manifest import identity_indices, list_shards, manifest_uri, read_manifest
-from storage.readers import FrameDataset, FrameSamplingConfig, iter_raw, to_tensor
-from storage.shards import MEL, decode_frames, decode_meta, load_npy
-from storage.tracking import NullRun, StageRun, resume_stage_run
-from storage.uri import Storage, is_s3
-from storage.windows import mel_window
+from thpad.pipelines.train.landmark_motion import landmark_head, landmark_motion_loss
+from thpad.pipelines.train.probe import partial_correlations, pearson, probe_groups, probe_predictions
+from thpad.storage.manifest import identity_indices, list_shards, manifest_uri, read_manifest
+from thpad.storage.readers import FrameDataset, FrameSamplingConfig, iter_raw, to_tensor
+from thpad.storage.shards import MEL, decode_frames, decode_meta, load_npy
+from thpad.storage.tracking import NullRun, StageRun, resume_stage_run
+from thpad.storage.uri import Storage, is_s3
+from thpad.storage.windows import mel_window
 
 log = logging.getLogger(__name__)
 STAGE = "train_disentangle"

@@ -11,18 +11,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.gaze import GAZE_PRESETS
-from models.generator.discriminator import DISCRIMINATOR_PRESETS
-from models.losses import GanKind, GazeDistance, LossWeights
-from models.memory_bank import MEMORY_BANK_PRESETS
-from models.talking_head import TALKING_HEAD_PRESETS
-from models.vgg import VGG_PRESETS
-from pipelines.ray_env import RayConfig
-from pipelines.train.augment import AugmentConfig
-from pipelines.train.config import ScalingParams, ScheduleParams
-from pipelines.train.landmark_motion import LandmarkMotionParams
-from storage.tracking import TrackingConfig
-from storage.uri import S3Config
+from thpad.models.gaze import GAZE_PRESETS
+from thpad.models.generator.discriminator import DISCRIMINATOR_PRESETS
+from thpad.models.losses import GanKind, GazeDistance, LossWeights
+from thpad.models.memory_bank import MEMORY_BANK_PRESETS
+from thpad.models.talking_head import TALKING_HEAD_PRESETS
+from thpad.models.vgg import VGG_PRESETS
+from thpad.pipelines.ray_env import RayConfig
+from thpad.pipelines.train.augment import AugmentConfig
+from thpad.pipelines.train.config import ScalingParams, ScheduleParams
+from thpad.pipelines.train.landmark_motion import LandmarkMotionParams
+from thpad.storage.tracking import TrackingConfig
+from thpad.storage.uri import S3Config
 
 
 @dataclass(frozen=True)

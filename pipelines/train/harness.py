@@ -29,13 +29,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.config import to_dict
-from pipelines.ray_env import RayConfig, ensure_ray
-from pipelines.train.config import ScalingParams, ScheduleParams
-from storage.checkpoint import atomic_torch_save, save_snapshot
-from storage.manifest import manifest_uri
-from storage.tracking import StageRun, TrackingConfig, open_stage_run, resolve_tracking_config
-from storage.uri import S3Config, Storage, is_s3, join
+from thpad.models.config import to_dict
+from thpad.pipelines.ray_env import RayConfig, ensure_ray
+from thpad.pipelines.train.config import ScalingParams, ScheduleParams
+from thpad.storage.checkpoint import atomic_torch_save, save_snapshot
+from thpad.storage.manifest import manifest_uri
+from thpad.storage.tracking import StageRun, TrackingConfig, open_stage_run, resolve_tracking_config
+from thpad.storage.uri import S3Config, Storage, is_s3, join
 
 log = logging.getLogger(__name__)
 

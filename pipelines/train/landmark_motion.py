@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from storage.landmark_motion import RIGID_COLUMNS, landmark_motion_dim
-from storage.shards import NUM_LANDMARKS
+from thpad.storage.landmark_motion import RIGID_COLUMNS, landmark_motion_dim
+from thpad.storage.shards import NUM_LANDMARKS
 
 
 @dataclass(frozen=True)

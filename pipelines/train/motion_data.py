@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipelines.train.harness import derive_seed
-from storage.features import ClipFeatures, info_uri, list_feature_files, read_feature_file
-from storage.uri import Storage, basename
+from thpad.pipelines.train.harness import derive_seed
+from thpad.storage.features import ClipFeatures, info_uri, list_feature_files, read_feature_file
+from thpad.storage.uri import Storage, basename
 
 SPLITS = ("train", "val")
 STD_FLOOR = 1e-6  # a channel whose std is below this is constant: it is centred, not scaled

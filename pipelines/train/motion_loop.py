@@ -22,9 +22,9 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from models.config import from_dict, to_dict
-from models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser, MotionDenoiserConfig
-from pipelines.train.harness import (
+from thpad.models.config import from_dict, to_dict
+from thpad.models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser, MotionDenoiserConfig
+from thpad.pipelines.train.harness import (
     Progress,
     capture_rng,
     crossed,
@@ -38,7 +38,7 @@ from pipelines.train.harness import (
     resume,
     set_learning_rate,
 )
-from pipelines.train.motion_data import (
+from thpad.pipelines.train.motion_data import (
     MotionClip,
     NormStats,
     ValWindows,
@@ -50,9 +50,9 @@ from pipelines.train.motion_data import (
     stats_from_moments,
     val_windows,
 )
-from storage.features import list_feature_files
-from storage.tracking import NullRun, StageRun, resume_stage_run
-from storage.uri import Storage
+from thpad.storage.features import list_feature_files
+from thpad.storage.tracking import NullRun, StageRun, resume_stage_run
+from thpad.storage.uri import Storage
 
 log = logging.getLogger(__name__)
 

@@ -22,17 +22,17 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from models.autoregressive import ar_sample_long
-from models.config import from_dict, to_dict
-from models.diffusion.process import DiffusionConfig, NoiseSchedule, training_loss
-from models.diffusion.sampling import SamplerConfig, sample, sample_long
-from models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser, MotionDenoiserConfig
-from pipelines.train.harness import run_training
-from pipelines.train.motion_data import NormStats, ValWindows, check_features, features_fingerprint
-from pipelines.train.motion_loop import MotionObjective, build_prior, train_motion_prior
-from pipelines.train.prior_config import PriorConfig, PriorValidationParams
-from pipelines.train.prior_eval import motion_metrics, speed_correlation, trajectory_figure
-from storage.uri import Storage
+from thpad.models.autoregressive import ar_sample_long
+from thpad.models.config import from_dict, to_dict
+from thpad.models.diffusion.process import DiffusionConfig, NoiseSchedule, training_loss
+from thpad.models.diffusion.sampling import SamplerConfig, sample, sample_long
+from thpad.models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser, MotionDenoiserConfig
+from thpad.pipelines.train.harness import run_training
+from thpad.pipelines.train.motion_data import NormStats, ValWindows, check_features, features_fingerprint
+from thpad.pipelines.train.motion_loop import MotionObjective, build_prior, train_motion_prior
+from thpad.pipelines.train.prior_config import PriorConfig, PriorValidationParams
+from thpad.pipelines.train.prior_eval import motion_metrics, speed_correlation, trajectory_figure
+from thpad.storage.uri import Storage
 
 log = logging.getLogger(__name__)
 STAGE = "train_prior"

@@ -20,15 +20,15 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from models.autoregressive import ar_sample, ar_training_loss
-from models.config import from_dict, to_dict
-from models.motion_denoiser import DENOISER_PRESETS, MotionDenoiserConfig
-from pipelines.train.harness import run_training
-from pipelines.train.motion_data import NormStats, ValWindows, check_features, features_fingerprint
-from pipelines.train.motion_loop import MotionObjective, train_motion_prior
-from pipelines.train.prior_config import PriorARConfig
-from pipelines.train.prior_eval import motion_metrics, speed_correlation, trajectory_figure
-from storage.uri import Storage
+from thpad.models.autoregressive import ar_sample, ar_training_loss
+from thpad.models.config import from_dict, to_dict
+from thpad.models.motion_denoiser import DENOISER_PRESETS, MotionDenoiserConfig
+from thpad.pipelines.train.harness import run_training
+from thpad.pipelines.train.motion_data import NormStats, ValWindows, check_features, features_fingerprint
+from thpad.pipelines.train.motion_loop import MotionObjective, train_motion_prior
+from thpad.pipelines.train.prior_config import PriorARConfig
+from thpad.pipelines.train.prior_eval import motion_metrics, speed_correlation, trajectory_figure
+from thpad.storage.uri import Storage
 
 log = logging.getLogger(__name__)
 STAGE = "train_prior_ar"

@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from models.autoregressive import AutoregressiveConfig
-from models.diffusion.process import DiffusionConfig
-from models.motion_denoiser import DENOISER_PRESETS
-from pipelines.ray_env import RayConfig
-from pipelines.train.config import ScalingParams, ScheduleParams
-from storage.tracking import TrackingConfig
-from storage.uri import S3Config
+from thpad.models.autoregressive import AutoregressiveConfig
+from thpad.models.diffusion.process import DiffusionConfig
+from thpad.models.motion_denoiser import DENOISER_PRESETS
+from thpad.pipelines.ray_env import RayConfig
+from thpad.pipelines.train.config import ScalingParams, ScheduleParams
+from thpad.storage.tracking import TrackingConfig
+from thpad.storage.uri import S3Config
 
 
 @dataclass(frozen=True)

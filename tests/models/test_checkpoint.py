@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.config import from_dict, to_dict
-from models.generator import DISCRIMINATOR_PRESETS, DiscriminatorConfig, MultiscaleDiscriminator
-from models.talking_head import TALKING_HEAD_PRESETS, TalkingHead, TalkingHeadConfig
-from storage.checkpoint import load_snapshot, read_snapshot, save_snapshot, snapshot_path
+from thpad.models.config import from_dict, to_dict
+from thpad.models.generator import DISCRIMINATOR_PRESETS, DiscriminatorConfig, MultiscaleDiscriminator
+from thpad.models.talking_head import TALKING_HEAD_PRESETS, TalkingHead, TalkingHeadConfig
+from thpad.storage.checkpoint import load_snapshot, read_snapshot, save_snapshot, snapshot_path
 
 
 def test_snapshot_path_is_zero_padded(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from models.config import from_dict, to_dict
-from models.diffusion import (
+from thpad.models.config import from_dict, to_dict
+from thpad.models.diffusion import (
     DiffusionConfig,
     NoiseSchedule,
     SamplerConfig,
@@ -26,8 +26,8 @@ from models.diffusion import (
     stitch_chunks,
     training_loss,
 )
-from models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser
-from models.shapes import assert_shape
+from thpad.models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser
+from thpad.models.shapes import assert_shape
 
 N = 42
 TINY = DENOISER_PRESETS["tiny"]

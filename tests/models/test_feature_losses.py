@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.feature_losses import GazeLoss, GazeLossConfig, PerceptualLoss, PerceptualLossConfig
-from models.gaze import GAZE_PRESETS, GazeEncoder
-from models.vgg import VGG_PRESETS
+from thpad.models.feature_losses import GazeLoss, GazeLossConfig, PerceptualLoss, PerceptualLossConfig
+from thpad.models.gaze import GAZE_PRESETS, GazeEncoder
+from thpad.models.vgg import VGG_PRESETS
 
 
 def _images() -> tuple[torch.Tensor, torch.Tensor]:

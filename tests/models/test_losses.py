@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from models.config import from_dict, to_dict
-from models.losses import (
+from thpad.models.config import from_dict, to_dict
+from thpad.models.losses import (
     LOSS_PRESETS,
     LogitScale,
     LossConfig,

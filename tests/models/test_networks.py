@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.audio_encoder import AUDIO_PRESETS, AudioEncoder, AudioEncoderConfig
-from models.config import ConfigError, from_dict, to_dict
-from models.gaze import GAZE_PRESETS, GazeEncoder, GazeEncoderConfig
-from models.generator import (
+from thpad.models.audio_encoder import AUDIO_PRESETS, AudioEncoder, AudioEncoderConfig
+from thpad.models.config import ConfigError, from_dict, to_dict
+from thpad.models.gaze import GAZE_PRESETS, GazeEncoder, GazeEncoderConfig
+from thpad.models.generator import (
     DISCRIMINATOR_PRESETS,
     GENERATOR_PRESETS,
     DiscriminatorConfig,
@@ -20,12 +20,12 @@ from models.generator import (
     GeneratorConfig,
     MultiscaleDiscriminator,
 )
-from models.generator.layers import ModulatedConv2d, Upsample
-from models.identity_encoder import IDENTITY_PRESETS, IdentityEncoder, IdentityEncoderConfig
-from models.mlp import MLP, MLP_PRESETS, MLPConfig
-from models.talking_head import TALKING_HEAD_PRESETS, TalkingHeadConfig
-from models.vgg import VGG_PRESETS, VGG19Features, VGGConfig
-from models.visual_encoder import VISUAL_PRESETS, VisualEncoder, VisualEncoderConfig
+from thpad.models.generator.layers import ModulatedConv2d, Upsample
+from thpad.models.identity_encoder import IDENTITY_PRESETS, IdentityEncoder, IdentityEncoderConfig
+from thpad.models.mlp import MLP, MLP_PRESETS, MLPConfig
+from thpad.models.talking_head import TALKING_HEAD_PRESETS, TalkingHeadConfig
+from thpad.models.vgg import VGG_PRESETS, VGG19Features, VGGConfig
+from thpad.models.visual_encoder import VISUAL_PRESETS, VisualEncoder, VisualEncoderConfig
 
 REGISTRIES = [
     (MLPConfig, MLP_PRESETS),

@@ -10,11 +10,11 @@ import torch
 from torchvision.models import mobilenet_v2, resnet18, resnet50, resnext50_32x4d, vgg19
 from torchvision.models.vgg import cfgs, make_layers
 
-from models.gaze import GAZE_PRESETS, GazeEncoder
-from models.identity_encoder import IDENTITY_PRESETS, IdentityEncoder
-from models.pretrained import match_state_dict
-from models.vgg import VGG_PRESETS, VGG19Features
-from models.visual_encoder import VISUAL_PRESETS, VisualEncoder
+from thpad.models.gaze import GAZE_PRESETS, GazeEncoder
+from thpad.models.identity_encoder import IDENTITY_PRESETS, IdentityEncoder
+from thpad.models.pretrained import match_state_dict
+from thpad.models.vgg import VGG_PRESETS, VGG19Features
+from thpad.models.visual_encoder import VISUAL_PRESETS, VisualEncoder
 
 
 def _torchvision_identity_file(tmp_path: Path, **edits: torch.Tensor | None) -> tuple[Path, dict]:
@@ -75,7 +75,7 @@ def test_loader_refuses_non_state_dict(tmp_path: Path) -> None:
 def test_no_path_keeps_random_init_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
     enc = VisualEncoder(VISUAL_PRESETS["tiny"])
     before = {k: v.clone() for k, v in enc.state_dict().items()}
-    with caplog.at_level(logging.INFO, logger="models.pretrained"):
+    with caplog.at_level(logging.INFO, logger="thpad.models.pretrained"):
         assert enc.load_pretrained(None) is False
     assert len([r for r in caplog.records if "random initialisation" in r.message]) == 1
     assert all(torch.equal(before[k], v) for k, v in enc.state_dict().items())

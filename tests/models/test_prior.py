@@ -9,17 +9,17 @@ import json
 import pytest
 import torch
 
-from models.autoregressive import (
+from thpad.models.autoregressive import (
     AutoregressiveConfig,
     ar_sample,
     ar_sample_long,
     ar_training_loss,
     shift_right,
 )
-from models.config import from_dict, to_dict
-from models.diffusion import sample_chained_chunks, stitch_chunks
-from models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser, MotionDenoiserConfig
-from models.shapes import assert_shape
+from thpad.models.config import from_dict, to_dict
+from thpad.models.diffusion import sample_chained_chunks, stitch_chunks
+from thpad.models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser, MotionDenoiserConfig
+from thpad.models.shapes import assert_shape
 
 TINY = DENOISER_PRESETS["tiny"]
 TINY_AR = dataclasses.replace(TINY, causal=True, use_timestep=False)

@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import torch
 
-from models.mlp import MLPConfig
-from models.talking_head import TALKING_HEAD_PRESETS, TalkingHead, TalkingHeadConfig
+from thpad.models.mlp import MLPConfig
+from thpad.models.talking_head import TALKING_HEAD_PRESETS, TalkingHead, TalkingHeadConfig
 
 
 def _inputs(batch: int = 2, size: int = 56) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -9,13 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from storage.uri import Storage
+from thpad.storage.uri import Storage
 
 
 @pytest.fixture(scope="session")
 def shards(micro_corpus, micro_params, ray_local, tmp_path_factory) -> Iterator[str]:
     """The micro corpus preprocessed once (3 train clips in 2 shards, 1 val clip, 1 test clip)."""
-    from pipelines.preprocess.run import run_preprocess
+    from thpad.pipelines.preprocess.run import run_preprocess
 
     out = tmp_path_factory.mktemp("train_pre") / "out"
     run_preprocess(dataclasses.replace(micro_params.preprocess, source=str(micro_corpus[0]), out=str(out)), Storage())

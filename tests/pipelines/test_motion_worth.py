@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from scripts.motion_worth import FACTOR_SETS, clips, linear_l1, motion_worth
-from storage.uri import Storage
+from thpad.storage.uri import Storage
 
 
 def test_true_pose_predicts_pixels_and_shuffled_pose_does_not(shards: str) -> None:

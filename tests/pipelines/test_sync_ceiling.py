@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from scripts.sync_ceiling import clips, energy_features, fit_predictor, sync_scores
-from storage.uri import Storage
+from thpad.storage.uri import Storage
 
 
 def test_energy_predicts_the_mouth_and_a_constant_guess_is_chance(shards: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from stages.cli import app
+from thpad.stages.cli import app
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()

@@ -11,7 +11,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from pipelines.submit import (
+from thpad.pipelines.submit import (
     STAGE_COMMANDS,
     build_package,
     connect,
@@ -22,8 +22,8 @@ from pipelines.submit import (
     resolve_address,
     resolve_stages,
 )
-from pipelines.submit_config import DEFAULT_EXCLUDES, SubmitConfig
-from stages.submit import submit
+from thpad.pipelines.submit_config import DEFAULT_EXCLUDES, SubmitConfig
+from thpad.stages.submit import submit
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -53,8 +53,8 @@ def test_stages_run_in_dag_order_and_all_is_every_stage() -> None:
     with pytest.raises(ValueError, match="unknown stage 'train'.*preprocess"):
         resolve_stages(["train"])
     assert job_entrypoint(["preprocess", "train_prior_ar"]) == (
-        "python -m stages.cli preprocess --params params.yaml && "
-        "python -m stages.cli train-prior-ar --params params.yaml")
+        "python -m thpad.stages.cli preprocess --params params.yaml && "
+        "python -m thpad.stages.cli train-prior-ar --params params.yaml")
 
 
 def test_address_comes_from_flag_then_params_then_environment() -> None:
@@ -82,7 +82,9 @@ def test_package_leaves_out_environment_and_data_and_carries_the_params(tmp_path
         names = zf.namelist()
         assert zf.read("params.yaml") == params.read_bytes()
     tops = {n.split("/")[0] for n in names}
-    assert {"stages", "pipelines", "models", "storage", "params.yaml"} <= tops
+    assert {"thpad", "params.yaml"} <= tops
+    assert not tops & {"stages", "pipelines", "models", "storage"}  # stored where the namespace has them
+    assert {"thpad/__init__.py", "thpad/stages/cli.py", "thpad/models/diffusion/process.py"} <= set(names)
     assert not tops & {".venv", ".git", ".dvc", "data", "work", "mlruns", "mlflow.db"}
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert names.count("params.yaml") == 1 and pkg.files == len(names)
@@ -93,7 +95,7 @@ def test_dry_run_prints_entrypoint_and_runtime_env_without_pip(tmp_path: Path) -
     result = runner.invoke(app, ["submit", "all", "--dry-run", "--params", str(_params(tmp_path))])
     assert result.exit_code == 0, result.output
     plan = json.loads(result.stdout)
-    assert plan["entrypoint"].count("python -m stages.cli") == len(STAGE_COMMANDS)
+    assert plan["entrypoint"].count("python -m thpad.stages.cli") == len(STAGE_COMMANDS)
     assert "pip" not in plan["runtime_env"] and plan["package"]["zip_bytes"] > 0
     cfg = SubmitConfig(pip=("einops==0.8.1",), env_vars={"A": "1"}, pass_env=("THPAD_X", "THPAD_UNSET"))
     spec = prepare_job(["preprocess"], _params(tmp_path), cfg, REPO, tmp_path, {"THPAD_X": "x"})

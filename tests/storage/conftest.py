@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storage.shards import ClipSample
-from storage.uri import Storage
-from storage.voxceleb import sample_key
 from tests.storage.s3server import S3Server
+from thpad.storage.shards import ClipSample
+from thpad.storage.uri import Storage
+from thpad.storage.voxceleb import sample_key
 
 BUCKET = "thpad-test"
 FPS = 25

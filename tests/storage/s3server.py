@@ -11,7 +11,7 @@ import logging
 
 from moto.server import ThreadedMotoServer
 
-from storage.uri import S3Config
+from thpad.storage.uri import S3Config
 
 
 class S3Server:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from storage.features import (
+from thpad.storage.features import (
     ClipFeatures,
     feature_file_uri,
     list_feature_files,
@@ -15,7 +15,7 @@ from storage.features import (
     write_feature_file,
     write_info,
 )
-from storage.uri import Storage
+from thpad.storage.uri import Storage
 
 
 @pytest.fixture(params=["local", "s3"])

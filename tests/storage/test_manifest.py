@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from storage.manifest import (
+from thpad.storage.manifest import (
     MANIFEST_SCHEMA,
     REJECTS_SCHEMA,
     identity_indices,
@@ -23,8 +23,8 @@ from storage.manifest import (
     write_manifest,
     write_rejects,
 )
-from storage.shards import SCHEMA_VERSION
-from storage.uri import Storage
+from thpad.storage.shards import SCHEMA_VERSION
+from thpad.storage.uri import Storage
 
 REJECTS = [
     {"source": "s3://corpus/b.mp4", "key": None, "stage": "decode", "reason": "no video stream"},

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from models.config import ConfigError, to_dict
-from storage.params import Params, load_params
+from thpad.models.config import ConfigError, to_dict
+from thpad.storage.params import Params, load_params
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,12 +12,19 @@ import numpy as np
 import pytest
 from torch.utils.data import DataLoader
 
-from storage.eye_closure import eye_closure
-from storage.landmark_motion import landmark_motion
-from storage.readers import FrameDataset, FrameSamplingConfig, iter_clips, pick_frames, scale_landmarks, worker_shards
-from storage.shards import ClipSample, shard_name, write_shard
-from storage.uri import Storage, join
-from storage.windows import mel_window
+from thpad.storage.eye_closure import eye_closure
+from thpad.storage.landmark_motion import landmark_motion
+from thpad.storage.readers import (
+    FrameDataset,
+    FrameSamplingConfig,
+    iter_clips,
+    pick_frames,
+    scale_landmarks,
+    worker_shards,
+)
+from thpad.storage.shards import ClipSample, shard_name, write_shard
+from thpad.storage.uri import Storage, join
+from thpad.storage.windows import mel_window
 
 NUM_SHARDS, CLIPS_PER_SHARD, NUM_FRAMES, SIZE = 5, 2, 12, 64
 CFG = FrameSamplingConfig(num_identity_frames=3, min_identity_distance=4, image_size=None, frames_per_window=5,

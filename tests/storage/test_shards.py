@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import webdataset as wds
 
-from storage.readers import iter_clips
-from storage.shards import MEMBERS, SCHEMA_VERSION, ClipSample, encode_sample, shard_name, write_shard
-from storage.uri import Storage, StorageError, join
 from tests.storage.s3server import S3Server
+from thpad.storage.readers import iter_clips
+from thpad.storage.shards import MEMBERS, SCHEMA_VERSION, ClipSample, encode_sample, shard_name, write_shard
+from thpad.storage.uri import Storage, StorageError, join
 
 
 def assert_same_clip(got: ClipSample, want: ClipSample) -> None:

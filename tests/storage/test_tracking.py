@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from storage.tracking import (
+from thpad.storage.tracking import (
     PIPELINE_ID_ENV,
     TAG_DVC_INPUTS,
     TAG_DVC_PREFIX,
@@ -72,7 +72,7 @@ stages:
 # A stage process: open a run from a JSON config, log, print the run id, close.
 STAGE_SCRIPT = """\
 import json, sys
-from storage.tracking import TrackingConfig, open_stage_run
+from thpad.storage.tracking import TrackingConfig, open_stage_run
 cfg, stage = TrackingConfig(**json.loads(sys.argv[1])), sys.argv[2]
 with open_stage_run(cfg, stage, {"stage": {"name": stage, "lr": 0.001}}) as run:
     run.log_metrics({"loss": 1.0}, step=0)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.uri import S3Config, Storage, StorageError, basename, is_s3, join, split_s3
+from thpad.storage.uri import S3Config, Storage, StorageError, basename, is_s3, join, split_s3
 
 
 def test_join_split_basename() -> None:

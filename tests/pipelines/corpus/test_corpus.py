@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.corpus.build import build_corpus
-from pipelines.corpus.plan import plan_clips
-from pipelines.media.video import read_video
+from thpad.pipelines.corpus.build import build_corpus
+from thpad.pipelines.corpus.plan import plan_clips
+from thpad.pipelines.media.video import read_video
 
 
 def test_layout_matches_voxceleb2(micro_corpus) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.corpus.motion import frame_envelope, make_motion
+from thpad.pipelines.corpus.motion import frame_envelope, make_motion
 
 
 def _speech_like_envelope(rng: np.random.Generator, fps: int = 25, seconds: int = 200) -> np.ndarray:

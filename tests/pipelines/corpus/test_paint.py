@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from pipelines.corpus.paint import EYES, lid_colours
-from pipelines.corpus.portraits import PORTRAITS, draw_variation, make_identity_image
-from pipelines.corpus.render import build_rig, render_frame
-from pipelines.media.faces import FaceLandmarker
+from thpad.pipelines.corpus.paint import EYES, lid_colours
+from thpad.pipelines.corpus.portraits import PORTRAITS, draw_variation, make_identity_image
+from thpad.pipelines.corpus.render import build_rig, render_frame
+from thpad.pipelines.media.faces import FaceLandmarker
 
 REST = dict(mouth=0.0, blink=0.0, brow=0.0, gaze_x=0.0, gaze_y=0.0, yaw=0.0, pitch=0.0, roll=0.0,
             tx=0.0, ty=0.0, scale=1.0)

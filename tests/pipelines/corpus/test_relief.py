@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.corpus.config import MotionConfig, ReliefConfig
-from pipelines.corpus.portraits import PORTRAITS, draw_variation, make_identity_image
-from pipelines.corpus.relief import depth_map, forward
-from pipelines.corpus.render import _rotation, build_rig, render_frame
-from pipelines.media.faces import FaceLandmarker
+from thpad.pipelines.corpus.config import MotionConfig, ReliefConfig
+from thpad.pipelines.corpus.portraits import PORTRAITS, draw_variation, make_identity_image
+from thpad.pipelines.corpus.relief import depth_map, forward
+from thpad.pipelines.corpus.render import _rotation, build_rig, render_frame
+from thpad.pipelines.media.faces import FaceLandmarker
 
 REST = dict(mouth=0.0, blink=0.0, brow=0.0, gaze_x=0.0, gaze_y=0.0, yaw=0.0, pitch=0.0, roll=0.0,
             tx=0.0, ty=0.0, scale=1.0)

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from pipelines.corpus.config import MotionConfig
-from pipelines.corpus.portraits import PORTRAITS, draw_variation, make_identity_image
-from pipelines.corpus.render import build_rig, render_frame
-from pipelines.media.faces import FaceLandmarker
-from pipelines.media.video import read_video
+from thpad.pipelines.corpus.config import MotionConfig
+from thpad.pipelines.corpus.portraits import PORTRAITS, draw_variation, make_identity_image
+from thpad.pipelines.corpus.render import build_rig, render_frame
+from thpad.pipelines.media.faces import FaceLandmarker
+from thpad.pipelines.media.video import read_video
 
 
 @pytest.fixture(scope="module")

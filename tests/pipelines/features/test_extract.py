@@ -12,20 +12,25 @@ import numpy as np
 import pytest
 import torch
 
-from models.talking_head import TALKING_HEAD_PRESETS, TalkingHead, build_talking_head, talking_head_snapshot_config
-from pipelines.features.config import FeaturesConfig
-from pipelines.features.extract import progress_uri, remove_stale, run_extract
-from pipelines.ray_env import RayConfig
-from pipelines.train.contrastive import MEL_BINS_PER_FRAME
-from pipelines.train.harness import file_fingerprint
-from storage.checkpoint import load_snapshot, save_snapshot
-from storage.features import feature_file_uri, list_feature_files, read_feature_file, read_info, read_split
-from storage.manifest import list_shards, manifest_uri, read_manifest
-from storage.readers import iter_raw, to_tensor
-from storage.shards import MEL, decode_frames, decode_meta, load_npy
-from storage.tracking import TrackingConfig
-from storage.uri import S3Config, Storage
-from storage.windows import mel_window
+from thpad.models.talking_head import (
+    TALKING_HEAD_PRESETS,
+    TalkingHead,
+    build_talking_head,
+    talking_head_snapshot_config,
+)
+from thpad.pipelines.features.config import FeaturesConfig
+from thpad.pipelines.features.extract import progress_uri, remove_stale, run_extract
+from thpad.pipelines.ray_env import RayConfig
+from thpad.pipelines.train.contrastive import MEL_BINS_PER_FRAME
+from thpad.pipelines.train.harness import file_fingerprint
+from thpad.storage.checkpoint import load_snapshot, save_snapshot
+from thpad.storage.features import feature_file_uri, list_feature_files, read_feature_file, read_info, read_split
+from thpad.storage.manifest import list_shards, manifest_uri, read_manifest
+from thpad.storage.readers import iter_raw, to_tensor
+from thpad.storage.shards import MEL, decode_frames, decode_meta, load_npy
+from thpad.storage.tracking import TrackingConfig
+from thpad.storage.uri import S3Config, Storage
+from thpad.storage.windows import mel_window
 
 SPLITS = ("train", "val", "test")
 
@@ -181,8 +186,8 @@ def test_stale_shard_files_are_removed_and_nothing_else(tmp_path) -> None:
 def test_extraction_is_recorded_as_an_mlflow_stage_run(first) -> None:
     from mlflow.tracking import MlflowClient
 
-    from pipelines.features.extract import record_run
-    from storage.tracking import TAG_PARENT_RUN
+    from thpad.pipelines.features.extract import record_run
+    from thpad.storage.tracking import TAG_PARENT_RUN
 
     cfg, summary = first
     run_id = record_run(cfg, summary)

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipelines.media.align import (
+from thpad.pipelines.media.align import (
     align_transforms,
     key_centres,
     similarity_lsq,
@@ -18,10 +18,10 @@ from pipelines.media.align import (
     transform_points,
     warp_frames,
 )
-from pipelines.media.config import AlignConfig, TrackConfig
-from pipelines.media.faces import FaceLandmarker
-from pipelines.media.track import track_face
-from pipelines.media.video import read_video
+from thpad.pipelines.media.config import AlignConfig, TrackConfig
+from thpad.pipelines.media.faces import FaceLandmarker
+from thpad.pipelines.media.track import track_face
+from thpad.pipelines.media.video import read_video
 
 CFG = AlignConfig()
 MOUTH_AND_CHIN = list(range(48, 68)) + list(range(5, 12))

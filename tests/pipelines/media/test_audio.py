@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from pipelines.media.audio import load_pcm, mel_spectrogram, resample_pcm, stft_magnitude, to_mono
-from pipelines.media.config import AudioConfig, bins_per_frame, samples_per_frame
-from pipelines.media.errors import RejectClip
-from pipelines.media.video import write_video
-from storage.windows import mel_window
+from thpad.pipelines.media.audio import load_pcm, mel_spectrogram, resample_pcm, stft_magnitude, to_mono
+from thpad.pipelines.media.config import AudioConfig, bins_per_frame, samples_per_frame
+from thpad.pipelines.media.errors import RejectClip
+from thpad.pipelines.media.video import write_video
+from thpad.storage.windows import mel_window
 
 CFG = AudioConfig()
 RATES = (8000, 48000)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.media.errors import RejectClip
-from pipelines.media.resample import fit_audio_to_video, frame_indices, resample_video
+from thpad.pipelines.media.errors import RejectClip
+from thpad.pipelines.media.resample import fit_audio_to_video, frame_indices, resample_video
 
 FPS_RANGE = (20.0, 60.0)
 

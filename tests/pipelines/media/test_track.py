@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from pipelines.media.config import TrackConfig
-from pipelines.media.errors import RejectClip
-from pipelines.media.faces import FaceLandmarker
-from pipelines.media.track import decode_heatmaps, load_landmarker, track_face
-from pipelines.media.video import read_video
+from thpad.pipelines.media.config import TrackConfig
+from thpad.pipelines.media.errors import RejectClip
+from thpad.pipelines.media.faces import FaceLandmarker
+from thpad.pipelines.media.track import decode_heatmaps, load_landmarker, track_face
+from thpad.pipelines.media.video import read_video
 
 CFG = TrackConfig()
 

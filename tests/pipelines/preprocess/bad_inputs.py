@@ -11,7 +11,7 @@ import av
 import cv2
 import numpy as np
 
-from pipelines.media.video import read_video, write_video
+from thpad.pipelines.media.video import read_video, write_video
 
 
 def _path(root: Path, identity: str, name: str = "00001.mp4") -> Path:

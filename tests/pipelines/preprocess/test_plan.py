@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.preprocess.plan import SplitConfig, assign_splits, plan_shards
-from storage.voxceleb import SourceClip
+from thpad.pipelines.preprocess.plan import SplitConfig, assign_splits, plan_shards
+from thpad.storage.voxceleb import SourceClip
 
 
 def _clips(groups: int, per_group: int = 3, test_groups: int = 1) -> list[SourceClip]:

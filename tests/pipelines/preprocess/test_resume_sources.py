@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.media.track import load_landmarker
-from pipelines.media.video import read_video, write_video
-from pipelines.preprocess.plan import ShardPlan
-from pipelines.preprocess.run import fingerprint, process_shard, stale_reason
-from storage.uri import Storage
-from storage.voxceleb import SourceClip, discover
+from thpad.pipelines.media.track import load_landmarker
+from thpad.pipelines.media.video import read_video, write_video
+from thpad.pipelines.preprocess.plan import ShardPlan
+from thpad.pipelines.preprocess.run import fingerprint, process_shard, stale_reason
+from thpad.storage.uri import Storage
+from thpad.storage.voxceleb import SourceClip, discover
 
 SHARD = "train-000000.tar"
 
@@ -57,7 +57,7 @@ def _trim(path: Path, num_frames: int) -> None:
 
 def _rewrites(caplog) -> list[str]:
     """The rewrite lines ``process_shard`` logged."""
-    lines = [r.getMessage() for r in caplog.records if r.name == "pipelines.preprocess.run"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "thpad.pipelines.preprocess.run"]
     return [line for line in lines if line.startswith("rewriting")]
 
 
@@ -76,7 +76,7 @@ def test_clip_replaced_under_same_name_is_rewritten(corpus, micro_params, landma
     first = _run(corpus, out, micro_params, landmarker)
     replaced = corpus[0]
     _trim(Path(replaced.video_uri), 30)
-    with caplog.at_level(logging.INFO, logger="pipelines.preprocess.run"):
+    with caplog.at_level(logging.INFO, logger="thpad.pipelines.preprocess.run"):
         second = _run(corpus, out, micro_params, landmarker)
     assert not second["resumed"]
     frames = {row["key"]: row["num_frames"] for row in second["manifest"]}
@@ -100,7 +100,7 @@ def test_changed_clip_list_is_rewritten(corpus, micro_params, landmarker, tmp_pa
 def test_config_change_is_named(corpus, micro_params, landmarker, tmp_path, caplog) -> None:
     out = tmp_path / "out"
     _run(corpus[:1], out, micro_params, landmarker, print_="config-a")
-    with caplog.at_level(logging.INFO, logger="pipelines.preprocess.run"):
+    with caplog.at_level(logging.INFO, logger="thpad.pipelines.preprocess.run"):
         again = _run(corpus[:1], out, micro_params, landmarker, print_="config-b")
     assert not again["resumed"]
     assert _rewrites(caplog) == [f"rewriting shard {SHARD}: the preprocess config changed"]

@@ -12,11 +12,11 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from pipelines.preprocess.run import run_preprocess
-from storage.manifest import list_shards, manifest_uri, read_manifest, read_rejects, rejects_uri
-from storage.readers import iter_clips
-from storage.uri import Storage
 from tests.pipelines.preprocess.bad_inputs import add_bad_inputs
+from thpad.pipelines.preprocess.run import run_preprocess
+from thpad.storage.manifest import list_shards, manifest_uri, read_manifest, read_rejects, rejects_uri
+from thpad.storage.readers import iter_clips
+from thpad.storage.uri import Storage
 
 
 @pytest.fixture(scope="module")

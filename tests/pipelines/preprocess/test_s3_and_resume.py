@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.preprocess.run import run_preprocess
-from storage.manifest import list_shards, manifest_uri, read_manifest
-from storage.readers import iter_clips
-from storage.uri import Storage, StorageError, join
 from tests.storage.s3server import S3Server
+from thpad.pipelines.preprocess.run import run_preprocess
+from thpad.storage.manifest import list_shards, manifest_uri, read_manifest
+from thpad.storage.readers import iter_clips
+from thpad.storage.uri import Storage, StorageError, join
 
 REPO = Path(__file__).resolve().parents[3]
 BUCKET = "thpad-pre"

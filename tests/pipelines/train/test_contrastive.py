@@ -11,15 +11,15 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from models.config import to_dict
-from pipelines.ray_env import RayConfig
-from pipelines.train.config import ContrastiveConfig, ContrastiveDataParams, ScalingParams, ScheduleParams
-from pipelines.train.contrastive import build_net, net_config, train_contrastive
-from pipelines.train.harness import STATE_FILE, learning_rate, run_key
-from pipelines.train.landmark_motion import LandmarkMotionParams
-from storage.checkpoint import read_snapshot
-from storage.tracking import TAG_PARENT_RUN, TrackingConfig
-from storage.uri import S3Config
+from thpad.models.config import to_dict
+from thpad.pipelines.ray_env import RayConfig
+from thpad.pipelines.train.config import ContrastiveConfig, ContrastiveDataParams, ScalingParams, ScheduleParams
+from thpad.pipelines.train.contrastive import build_net, net_config, train_contrastive
+from thpad.pipelines.train.harness import STATE_FILE, learning_rate, run_key
+from thpad.pipelines.train.landmark_motion import LandmarkMotionParams
+from thpad.storage.checkpoint import read_snapshot
+from thpad.storage.tracking import TAG_PARENT_RUN, TrackingConfig
+from thpad.storage.uri import S3Config
 
 BATCH = 4  # 2 per worker
 STEPS = 4
@@ -158,7 +158,7 @@ def test_learning_rate_warms_up_then_decays_to_its_floor(tmp_path) -> None:
 
 
 def test_retrieval_scores_count_all_pairs_and_same_clip_pairs() -> None:
-    from pipelines.train.contrastive import retrieval_scores
+    from thpad.pipelines.train.contrastive import retrieval_scores
 
     sim = torch.tensor([[0.9, 0.1, 0.95, 0.0],  # row 0: frame 2 (another clip) beats the true frame 0
                         [0.8, 0.3, 0.0, 0.0],  # row 1: frame 0 (same clip) beats frame 1
@@ -174,8 +174,8 @@ def test_retrieval_scores_count_all_pairs_and_same_clip_pairs() -> None:
 
 
 def test_warm_up_fits_the_backbone_to_landmark_motion_and_leaves_the_rest(tmp_path) -> None:
-    from pipelines.train.contrastive import warm_up_visual
-    from storage.tracking import NullRun
+    from thpad.pipelines.train.contrastive import warm_up_visual
+    from thpad.storage.tracking import NullRun
 
     class Recorder(NullRun):
         def __init__(self) -> None:

@@ -13,14 +13,14 @@ import torch
 import typer
 from mlflow.tracking import MlflowClient
 
-from models.config import to_dict
-from models.losses import LossWeights
-from models.talking_head import TALKING_HEAD_PRESETS, build_talking_head
-from pipelines.ray_env import RayConfig
-from pipelines.train.augment import AugmentConfig
-from pipelines.train.config import ScalingParams, ScheduleParams
-from pipelines.train.contrastive import build_net
-from pipelines.train.disentangle import (
+from thpad.models.config import to_dict
+from thpad.models.losses import LossWeights
+from thpad.models.talking_head import TALKING_HEAD_PRESETS, build_talking_head
+from thpad.pipelines.ray_env import RayConfig
+from thpad.pipelines.train.augment import AugmentConfig
+from thpad.pipelines.train.config import ScalingParams, ScheduleParams
+from thpad.pipelines.train.contrastive import build_net
+from thpad.pipelines.train.disentangle import (
     PHASE_ONE,
     PHASE_TWO,
     StageInputError,
@@ -32,7 +32,7 @@ from pipelines.train.disentangle import (
     read_contrastive,
     train_disentangle,
 )
-from pipelines.train.disentangle_config import (
+from thpad.pipelines.train.disentangle_config import (
     DisentangleConfig,
     DisentangleDataParams,
     DisentangleLossParams,
@@ -41,19 +41,19 @@ from pipelines.train.disentangle_config import (
     LearningRateScales,
     PhaseTwoParams,
 )
-from pipelines.train.harness import STATE_FILE
-from pipelines.train.landmark_motion import LandmarkMotionParams
-from pipelines.train.probe import (
+from thpad.pipelines.train.harness import STATE_FILE
+from thpad.pipelines.train.landmark_motion import LandmarkMotionParams
+from thpad.pipelines.train.probe import (
     clip_folds,
     partial_correlations,
     probe_correlations,
     probe_groups,
     probe_predictions,
 )
-from stages.train_disentangle import run_command
-from storage.checkpoint import read_snapshot, save_snapshot
-from storage.tracking import NullRun, TrackingConfig
-from storage.uri import S3Config, Storage
+from thpad.stages.train_disentangle import run_command
+from thpad.storage.checkpoint import read_snapshot, save_snapshot
+from thpad.storage.tracking import NullRun, TrackingConfig
+from thpad.storage.uri import S3Config, Storage
 
 BATCH = 4  # 2 per worker
 STEPS = 4
@@ -186,7 +186,7 @@ def test_pretraining_reads_augmented_frames_only_when_asked(tmp_path, monkeypatc
     def refuse(*_: object) -> None:
         raise RuntimeError("augmented")
 
-    monkeypatch.setattr("pipelines.train.disentangle.augment_frames", refuse)
+    monkeypatch.setattr("thpad.pipelines.train.disentangle.augment_frames", refuse)
     torch.manual_seed(0)
     batch = {"image": torch.rand(BATCH, 3, size, size) * 2 - 1,  # (B, 3, S, S)
              "landmark_motion": torch.randn(BATCH, landmark.out_features)}  # (B, D)

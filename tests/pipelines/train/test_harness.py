@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipelines.train.harness import shards_fingerprint
-from storage.manifest import manifest_uri
-from storage.uri import Storage, join
+from thpad.pipelines.train.harness import shards_fingerprint
+from thpad.storage.manifest import manifest_uri
+from thpad.storage.uri import Storage, join
 
 
 def write_folder(root: Path, records: dict[str, dict]) -> str:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from pipelines.train.landmark_motion import LandmarkMotionParams, column_weights, landmark_motion_loss
+from thpad.pipelines.train.landmark_motion import LandmarkMotionParams, column_weights, landmark_motion_loss
 
 
 def params(rigid_weight: float) -> LandmarkMotionParams:

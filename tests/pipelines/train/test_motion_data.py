@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.train.motion_data import (
+from thpad.pipelines.train.motion_data import (
     NormStats,
     check_features,
     collate_windows,
@@ -23,8 +23,8 @@ from pipelines.train.motion_data import (
     stats_from_moments,
     val_windows,
 )
-from storage.features import ClipFeatures, list_feature_files, write_feature_file, write_info
-from storage.uri import Storage
+from thpad.storage.features import ClipFeatures, list_feature_files, write_feature_file, write_info
+from thpad.storage.uri import Storage
 
 N, A = 6, 4
 

@@ -14,26 +14,26 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from models.autoregressive import AutoregressiveConfig, ar_sample
-from models.config import ConfigError, from_dict, to_dict
-from models.diffusion.process import DiffusionConfig
-from models.diffusion.sampling import SamplerConfig, sample
-from pipelines.ray_env import RayConfig
-from pipelines.train.config import ScalingParams, ScheduleParams
-from pipelines.train.harness import STATE_FILE, run_key
-from pipelines.train.prior import build_prior, generate_nl, prior_normalisation, prior_schedule, train_prior
-from pipelines.train.prior_ar import train_prior_ar
-from pipelines.train.prior_config import (
+from thpad.models.autoregressive import AutoregressiveConfig, ar_sample
+from thpad.models.config import ConfigError, from_dict, to_dict
+from thpad.models.diffusion.process import DiffusionConfig
+from thpad.models.diffusion.sampling import SamplerConfig, sample
+from thpad.pipelines.ray_env import RayConfig
+from thpad.pipelines.train.config import ScalingParams, ScheduleParams
+from thpad.pipelines.train.harness import STATE_FILE, run_key
+from thpad.pipelines.train.prior import build_prior, generate_nl, prior_normalisation, prior_schedule, train_prior
+from thpad.pipelines.train.prior_ar import train_prior_ar
+from thpad.pipelines.train.prior_config import (
     PriorARConfig,
     PriorConfig,
     PriorDataParams,
     PriorValidationParams,
     ValidationParams,
 )
-from storage.checkpoint import read_snapshot
-from storage.features import ClipFeatures, read_split, write_feature_file, write_info
-from storage.tracking import TrackingConfig
-from storage.uri import S3Config, Storage
+from thpad.storage.checkpoint import read_snapshot
+from thpad.storage.features import ClipFeatures, read_split, write_feature_file, write_info
+from thpad.storage.tracking import TrackingConfig
+from thpad.storage.uri import S3Config, Storage
 
 N, A = 42, 16  # A differs from the tiny preset's 32: the prior takes the widths of the data
 BATCH, STEPS, WINDOW = 4, 3, 32

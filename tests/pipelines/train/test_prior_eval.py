@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.linalg import sqrtm
 
-from pipelines.train.prior_eval import (
+from thpad.pipelines.train.prior_eval import (
     frames,
     frechet_distance,
     motion_metrics,
