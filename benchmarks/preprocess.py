@@ -34,8 +34,8 @@ from thpad.pipelines.media.video import DecodedVideo, read_video
 from thpad.pipelines.preprocess.config import PreprocessConfig
 from thpad.pipelines.preprocess.run import run_preprocess
 from thpad.pipelines.ray_env import RayConfig, ensure_ray
+from thpad.stages.params import load_params
 from thpad.storage.manifest import manifest_uri, read_manifest
-from thpad.storage.params import load_params
 from thpad.storage.uri import Storage
 from thpad.storage.voxceleb import SourceClip, discover
 

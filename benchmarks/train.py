@@ -37,7 +37,7 @@ from thpad.pipelines.train.disentangle import train_disentangle as run_disentang
 from thpad.pipelines.train.prior import train_prior as run_prior
 from thpad.pipelines.train.prior_ar import train_prior_ar as run_prior_ar
 from thpad.stages.common import with_absolute_paths
-from thpad.storage.params import load_params
+from thpad.stages.params import load_params
 from thpad.storage.tracking import TrackingConfig
 
 STAGES: dict[str, Callable[[Any], Any]] = {"train_contrastive": run_contrastive, "train_disentangle": run_disentangle,

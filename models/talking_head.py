@@ -19,8 +19,8 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import nn
 
+from thpad.codec import from_dict, to_dict
 from thpad.models.audio_encoder import AUDIO_PRESETS, AudioEncoder, AudioEncoderConfig
-from thpad.models.config import from_dict, to_dict
 from thpad.models.generator.layers import NoiseMode
 from thpad.models.generator.synthesis import GENERATOR_PRESETS, Generator, GeneratorConfig
 from thpad.models.identity_encoder import IDENTITY_PRESETS, IdentityEncoder, IdentityEncoderConfig

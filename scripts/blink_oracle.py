@@ -35,8 +35,8 @@ from thpad.pipelines.train.disentangle import (
 from thpad.pipelines.train.disentangle_config import DisentangleConfig
 from thpad.pipelines.train.harness import pretrain
 from thpad.pipelines.train.probe import pearson
+from thpad.stages.params import load_params
 from thpad.storage.manifest import identity_indices, list_shards, manifest_uri, read_manifest
-from thpad.storage.params import load_params
 from thpad.storage.readers import FrameDataset
 from thpad.storage.tracking import NullRun
 from thpad.storage.uri import Storage

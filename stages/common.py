@@ -6,14 +6,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
 
-from thpad.models.config import ConfigError
-from thpad.storage.params import Params, dump_json, load_params
-from thpad.storage.uri import is_s3
+from thpad.codec import ConfigError
+from thpad.stages.params import Params, dump_json, load_params
+from thpad.storage.uri import StorageError, is_s3
 
 PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="The params file to read (strictly).")
 DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Print the resolved config as JSON and exit.")
@@ -53,3 +54,17 @@ def fail(message: str, code: int) -> NoReturn:
     """Print ``message`` as an error on stderr and exit with ``code``."""
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     raise typer.Exit(code)
+
+
+def run_checked(run: Callable[[], Any], check: Callable[[], None], key: str) -> dict[str, Any]:
+    """Check a stage's inputs (a ``FileNotFoundError`` or ``ValueError``: exit 2 naming the params ``key``), run it
+    (a ``StorageError``: exit 1) and return its final metrics."""
+    try:
+        check()
+    except (FileNotFoundError, ValueError) as err:
+        fail(f"{err} ({key})", EXIT_CONFIG)
+    try:
+        result = run()
+    except StorageError as err:
+        fail(str(err), EXIT_FAILED)
+    return dict(result.metrics or {})

@@ -6,10 +6,18 @@ from pathlib import Path
 
 import typer
 
+from thpad.pipelines.train.motion_data import check_features
 from thpad.pipelines.train.prior_ar import STAGE
 from thpad.pipelines.train.prior_ar import train_prior_ar as run_stage
-from thpad.stages.common import DRY_RUN_OPTION, PARAMS_OPTION, print_dry_run, read_params, with_absolute_paths
-from thpad.stages.train_prior import run_motion_stage
+from thpad.stages.common import (
+    DRY_RUN_OPTION,
+    PARAMS_OPTION,
+    print_dry_run,
+    read_params,
+    run_checked,
+    with_absolute_paths,
+)
+from thpad.storage.uri import Storage
 
 
 def train_prior_ar(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None:
@@ -19,7 +27,8 @@ def train_prior_ar(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION)
     if dry_run:
         print_dry_run(cfg)
         return
-    m = run_motion_stage(cfg, STAGE, run_stage)
+    m = run_checked(lambda: run_stage(cfg), lambda: check_features(cfg.features, Storage(cfg.s3)),
+                    f"{STAGE}.features")
     typer.echo(f"{STAGE}: {m.get('step', 0)} steps, {m.get('cur_nsamples', 0)} samples; val FD of f_nl "
                f"{m.get('val/fd', float('nan')):.3g} (velocity {m.get('val/fd_vel', float('nan')):.3g}); "
                f"snapshot {cfg.out}")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from thpad.storage.landmark_groups import EYE_LEFT, EYE_RIGHT
+from thpad.landmarks import EYE_LEFT, EYE_RIGHT
 
 EYE_OUTLINES = (EYE_RIGHT, EYE_LEFT)  # 6 points each
 CLOSURE_SIZE = 112  # frames are read at this side: an eye is ~12 px wide, and JPEG decodes at 1/2 directly

@@ -30,7 +30,7 @@ os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "tes
 @pytest.fixture(scope="session")
 def micro_params():
     """The micro profile, loaded strictly."""
-    from thpad.storage.params import load_params
+    from thpad.stages.params import load_params
 
     return load_params(REPO / "profiles" / "micro.yaml")
 

@@ -38,7 +38,7 @@ from tests.import_graph import import_closure, module_file
 
 REPO = Path(__file__).resolve().parents[1]
 CLI_MODULE = "thpad.stages.cli"
-PARAMS_MODULE = "thpad.storage.params"
+PARAMS_MODULE = "thpad.stages.params"
 PARAMS_CLASS = "Params"
 SCRIPT = "thpad"
 

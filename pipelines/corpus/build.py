@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from thpad.models.config import to_dict
+from thpad.codec import to_dict
 from thpad.pipelines.corpus.clip import is_complete, render_clip
 from thpad.pipelines.corpus.config import CorpusConfig
 from thpad.pipelines.corpus.plan import ClipPlan, plan_clips, plan_identities, test_portraits

@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from thpad.storage import landmark_groups as G
+from thpad import landmarks as G
 
 # Per eye (dlib's 68-point order): the corners and the upper lid from one corner to the other, and the lower
 # lid point under each upper-lid point.

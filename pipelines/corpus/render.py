@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from thpad import landmarks as G
 from thpad.pipelines.corpus.config import MotionConfig, ReliefConfig
 from thpad.pipelines.corpus.paint import lid_colours, paint_lids, paint_mouth
 from thpad.pipelines.corpus.relief import depth_map, relief_pose
-from thpad.storage import landmark_groups as G
 
 CONTROLS = ("mouth", "blink", "brow", "gaze_x", "gaze_y")
 WARPED = ("mouth", "brow", "gaze_x", "gaze_y")  # a blink moves the landmarks, but its lid is painted, not warped

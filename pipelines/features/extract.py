@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from thpad.codec import from_dict, to_dict
 from thpad.models.audio_encoder import AudioEncoder
-from thpad.models.config import from_dict, to_dict
 from thpad.models.talking_head import TALKING_HEAD_PRESETS, TalkingHeadConfig, build_talking_head
 from thpad.models.visual_encoder import VisualEncoder
 from thpad.pipelines.features.config import FeaturesConfig

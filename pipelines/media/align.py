@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from thpad import landmarks as G
 from thpad.pipelines.media.config import AlignConfig
-from thpad.storage import landmark_groups as G
 
 BORDERS = {"constant": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT}
 

@@ -22,10 +22,10 @@ from typing import Protocol
 
 import numpy as np
 
+from thpad import landmarks as G
 from thpad.pipelines.media import faces as F
 from thpad.pipelines.media.config import TrackConfig
 from thpad.pipelines.media.errors import RejectClip
-from thpad.storage import landmark_groups as G
 
 Box = tuple[int, int, int, int]
 

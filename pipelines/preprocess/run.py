@@ -18,7 +18,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterator
 
-from thpad.models.config import to_dict
+from thpad.codec import to_dict
 from thpad.pipelines.media.errors import RejectClip
 from thpad.pipelines.media.track import Landmarker, load_landmarker
 from thpad.pipelines.preprocess.clip import process_clip

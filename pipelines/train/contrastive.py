@@ -21,8 +21,8 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch.utils.data import DataLoader
 
+from thpad.codec import from_dict, to_dict
 from thpad.models.audio_encoder import AudioEncoder, AudioEncoderConfig
-from thpad.models.config import from_dict, to_dict
 from thpad.models.losses import LogitScale, info_nce_loss
 from thpad.models.memory_bank import MEMORY_BANK_PRESETS, MemoryBank
 from thpad.models.talking_head import TALKING_HEAD_PRESETS

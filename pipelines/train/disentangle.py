@@ -50,7 +50,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from thpad.models.config import from_dict, to_dict
+from thpad.codec import from_dict, to_dict
 from thpad.models.feature_losses import GazeLoss, GazeLossConfig, PerceptualLoss, PerceptualLossConfig
 from thpad.models.gaze import GAZE_PRESETS
 from thpad.models.generator.discriminator import DISCRIMINATOR_PRESETS, MultiscaleDiscriminator

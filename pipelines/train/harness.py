@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from thpad.models.config import to_dict
+from thpad.codec import to_dict
 from thpad.pipelines.ray_env import RayConfig, ensure_ray
 from thpad.pipelines.train.config import ScalingParams, ScheduleParams
 from thpad.storage.checkpoint import atomic_torch_save, save_snapshot

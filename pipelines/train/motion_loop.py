@@ -22,7 +22,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from thpad.models.config import from_dict, to_dict
+from thpad.codec import from_dict, to_dict
 from thpad.models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser, MotionDenoiserConfig
 from thpad.pipelines.train.harness import (
     Progress,

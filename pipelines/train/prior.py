@@ -22,8 +22,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from thpad.codec import from_dict, to_dict
 from thpad.models.autoregressive import ar_sample_long
-from thpad.models.config import from_dict, to_dict
 from thpad.models.diffusion.process import DiffusionConfig, NoiseSchedule, training_loss
 from thpad.models.diffusion.sampling import SamplerConfig, sample, sample_long
 from thpad.models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser, MotionDenoiserConfig

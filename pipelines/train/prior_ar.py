@@ -20,8 +20,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from thpad.codec import from_dict, to_dict
 from thpad.models.autoregressive import ar_sample, ar_training_loss
-from thpad.models.config import from_dict, to_dict
 from thpad.models.motion_denoiser import DENOISER_PRESETS, MotionDenoiserConfig
 from thpad.pipelines.train.harness import run_training
 from thpad.pipelines.train.motion_data import NormStats, ValWindows, check_features, features_fingerprint

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from thpad.models.config import from_dict, to_dict
+from thpad.codec import from_dict, to_dict
 from thpad.models.generator import DISCRIMINATOR_PRESETS, DiscriminatorConfig, MultiscaleDiscriminator
 from thpad.models.talking_head import TALKING_HEAD_PRESETS, TalkingHead, TalkingHeadConfig
 from thpad.storage.checkpoint import load_snapshot, read_snapshot, save_snapshot, snapshot_path

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from thpad.models.config import from_dict, to_dict
+from thpad.codec import from_dict, to_dict
 from thpad.models.diffusion import (
     DiffusionConfig,
     NoiseSchedule,

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from thpad.models.config import from_dict, to_dict
+from thpad.codec import from_dict, to_dict
 from thpad.models.memory_bank import MEMORY_BANK_PRESETS, MemoryBank, MemoryBankConfig
 
 CFG = MemoryBankConfig(num_batches=3, batch_size=2, dim=4)  # capacity 6

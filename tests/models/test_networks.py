@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from thpad.codec import ConfigError, from_dict, to_dict
 from thpad.models.audio_encoder import AUDIO_PRESETS, AudioEncoder, AudioEncoderConfig
-from thpad.models.config import ConfigError, from_dict, to_dict
 from thpad.models.gaze import GAZE_PRESETS, GazeEncoder, GazeEncoderConfig
 from thpad.models.generator import (
     DISCRIMINATOR_PRESETS,

@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 
+from thpad.codec import from_dict, to_dict
 from thpad.models.autoregressive import (
     AutoregressiveConfig,
     ar_sample,
@@ -16,7 +17,6 @@ from thpad.models.autoregressive import (
     ar_training_loss,
     shift_right,
 )
-from thpad.models.config import from_dict, to_dict
 from thpad.models.diffusion import sample_chained_chunks, stitch_chunks
 from thpad.models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser, MotionDenoiserConfig
 from thpad.models.shapes import assert_shape

@@ -11,7 +11,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from thpad.models.config import to_dict
+from thpad.codec import to_dict
 from thpad.pipelines.ray_env import RayConfig
 from thpad.pipelines.train.config import ContrastiveConfig, ContrastiveDataParams, ScalingParams, ScheduleParams
 from thpad.pipelines.train.contrastive import build_net, net_config, train_contrastive

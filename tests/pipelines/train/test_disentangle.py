@@ -13,7 +13,7 @@ import torch
 import typer
 from mlflow.tracking import MlflowClient
 
-from thpad.models.config import to_dict
+from thpad.codec import to_dict
 from thpad.models.losses import LossWeights
 from thpad.models.talking_head import TALKING_HEAD_PRESETS, build_talking_head
 from thpad.pipelines.ray_env import RayConfig

@@ -14,8 +14,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from thpad.codec import ConfigError, from_dict, to_dict
 from thpad.models.autoregressive import AutoregressiveConfig, ar_sample
-from thpad.models.config import ConfigError, from_dict, to_dict
 from thpad.models.diffusion.process import DiffusionConfig
 from thpad.models.diffusion.sampling import SamplerConfig, sample
 from thpad.pipelines.ray_env import RayConfig

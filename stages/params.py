@@ -2,7 +2,8 @@
 
 Loading is strict: every section and key must be present and no unknown key is accepted, so a typo
 in ``params.yaml`` or in ``dvc exp run -S key=value`` fails at once with the dotted key named.
-Sections are added here as stages are added (one section per stage).
+Sections are added here as stages are added (one section per stage). It is the composition root of the
+configs, so it lives with the stages: it imports every pipeline's config class, which nothing below may do.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from thpad.models.config import ConfigError, from_dict, to_dict
+from thpad.codec import ConfigError, from_dict, to_dict
 from thpad.pipelines.corpus.config import CorpusConfig
 from thpad.pipelines.features.config import FeaturesConfig
 from thpad.pipelines.preprocess.config import PreprocessConfig

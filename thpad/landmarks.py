@@ -1,7 +1,7 @@
 """Index groups of the 68 facial landmarks (iBUG 300-W convention, as dlib and FAN number them).
 
-They live in ``storage`` because both sides use them: ``pipelines.media`` aligns faces and the sample corpus
-draws them with these groups, and ``storage.eye_closure`` reads the eyes' pixels inside them.
+A leaf module that every layer may import: preprocessing aligns and tracks faces with these groups, the sample
+corpus draws them, and the training targets read the eyes' pixels inside them.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from thpad.models.config import ConfigError, to_dict
-from thpad.storage.params import Params, load_params
+from thpad.codec import ConfigError, to_dict
+from thpad.stages.params import Params, load_params
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,5 +1,8 @@
 """Strict conversion between frozen config dataclasses and plain dicts (JSON/YAML).
 
+A leaf module that every layer may import: the networks' configs, the params loader and the snapshots' configs
+all go through it.
+
 Every config in thpad is a frozen dataclass. ``from_dict`` builds one from a mapping and refuses an
 unknown or missing key with a message naming the dotted key, the way minGPT refuses an unknown
 override, but typed. ``to_dict`` is the inverse, so ``from_dict(C, to_dict(c)) == c``.
