@@ -1,4 +1,4 @@
-"""Benchmark of preprocessing (paper_spec §2.1, §2.2): frames per second per core of (a) PyAV decoding
+"""Benchmark of preprocessing (docs/paper-notes.md §2.1, §2.2): frames per second per core of (a) PyAV decoding
 alone, (b) the naive per-frame recipe of public preprocessing scripts (dlib HOG detection + 68
 landmarks on every frame), and (c) the real Ray Data pipeline (``run_preprocess``, tracked landmarks,
 re-detection every ``redetect_every`` frames), all on the same clips in one run. Prints one JSON object.

@@ -17,10 +17,10 @@ from collections.abc import Callable
 
 import torch
 
-from thpad.pipelines.train.disentangle import frame_sampling
+from thpad.pipelines.train.disentangle.data import frame_sampling
+from thpad.pipelines.train.frames import FrameDataset
 from thpad.stages.params import load_params
 from thpad.storage.manifest import identity_indices, list_shards, manifest_uri, read_manifest
-from thpad.storage.readers import FrameDataset
 from thpad.storage.uri import Storage
 
 

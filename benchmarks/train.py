@@ -25,17 +25,17 @@ from typing import Any
 import torch
 
 from thpad.models.autoregressive import AutoregressiveConfig, ar_training_loss
+from thpad.models.contrastive_net import ContrastiveNet
 from thpad.models.diffusion import NoiseSchedule, training_loss
 from thpad.models.diffusion.process import DiffusionConfig
 from thpad.models.generator.discriminator import DISCRIMINATOR_PRESETS, MultiscaleDiscriminator
 from thpad.models.losses import adversarial_d_loss, adversarial_g_loss, feature_matching_loss, info_nce_loss
 from thpad.models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser
 from thpad.models.talking_head import TALKING_HEAD_PRESETS, TalkingHead
-from thpad.pipelines.train.contrastive import ContrastiveNet
-from thpad.pipelines.train.contrastive import train_contrastive as run_contrastive
-from thpad.pipelines.train.disentangle import train_disentangle as run_disentangle
-from thpad.pipelines.train.prior import train_prior as run_prior
-from thpad.pipelines.train.prior_ar import train_prior_ar as run_prior_ar
+from thpad.pipelines.train.contrastive.loop import train_contrastive as run_contrastive
+from thpad.pipelines.train.disentangle.loop import train_disentangle as run_disentangle
+from thpad.pipelines.train.prior.autoregressive import train_prior_ar as run_prior_ar
+from thpad.pipelines.train.prior.diffusion import train_prior as run_prior
 from thpad.stages.common import with_absolute_paths
 from thpad.stages.params import load_params
 from thpad.storage.tracking import TrackingConfig

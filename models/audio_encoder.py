@@ -1,4 +1,4 @@
-"""Audio encoder E_a: a ResNetSE34V2-style network over one 0.2 s mel window (paper_spec §4).
+"""Audio encoder E_a: a ResNetSE34V2-style network over one 0.2 s mel window (docs/paper-notes.md §4).
 
 TH-PAD uses "a ResNet34 encoder from *In defence of metric learning*" (supplement §I.2). As in the
 sibling systems PC-AVS and PD-FGC, we read it as voxceleb_trainer's ResNetSE34V2 (H/ASP) fed the

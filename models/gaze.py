@@ -1,4 +1,4 @@
-"""Gaze encoder for L_gaze, after L2CS-Net (Abdelrahman et al. 2022; paper_spec §5).
+"""Gaze encoder for L_gaze, after L2CS-Net (Abdelrahman et al. 2022; docs/paper-notes.md §5).
 
 TH-PAD compares "the last 512-d feature" of the gaze encoder on generated and real frames. L2CS-Net
 is a torchvision ResNet with global average pooling and two angle-bin heads; its released weights

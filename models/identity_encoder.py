@@ -1,7 +1,7 @@
 """Identity encoder E_id: ResNeXt-50 32×4d giving f_id and the generator's 512×7×7 input map.
 
 TH-PAD uses "a pretrained ResNeXt50" (supplement §I.2). Following PC-AVS's identity encoder
-(paper_spec §2.3), the 2048-d global-average-pooled layer4 feature is f_id and a 1×1 conv on the
+(docs/paper-notes.md §2.3), the 2048-d global-average-pooled layer4 feature is f_id and a 1×1 conv on the
 layer4 map, adaptive-average-pooled to 7×7, replaces StyleGAN2's constant input. Several reference
 frames of one person are averaged.
 """

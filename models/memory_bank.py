@@ -1,7 +1,7 @@
 """A FIFO memory bank of past features, used as extra negatives for the contrastive loss L_cl.
 
 TH-PAD supplement §I.3: "the size of MB, K, is set to 32 which stores 512 features in total" at batch size
-16, i.e. the last 32 batches of 512-d features (paper_spec §1.5, §9.3). Held as module buffers, so it
+16, i.e. the last 32 batches of 512-d features (docs/paper-notes.md §1.5, §9.3). Held as module buffers, so it
 moves with ``.to(device)`` and is saved in ``state_dict`` (no global state).
 """
 

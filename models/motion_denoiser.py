@@ -3,7 +3,7 @@
 TH-PAD supplement §I.2: a 6-layer transformer encoder with 512-d tokens, 1024-d feed-forward layers,
 learnable positional embeddings and at most 128 tokens. The diffusion prior uses bidirectional attention,
 the auto-regressive baseline causal attention; both are this one class, switched by ``causal``.
-Like MDM, the network predicts the clean sequence x0 (paper_spec §1.6); the process lives in diffusion.py.
+Like MDM, the network predicts the clean sequence x0 (docs/paper-notes.md §1.6); the process lives in diffusion.py.
 """
 
 from __future__ import annotations

@@ -22,22 +22,16 @@ import torch
 from torch import nn
 
 from scripts.corpus_clips import truth_clips
-from thpad.pipelines.train.contrastive import endless_batches
-from thpad.pipelines.train.disentangle import (
-    build_networks,
-    encoder_parts,
-    frame_sampling,
-    load_val_set,
-    make_round,
-    read_contrastive,
-    validate,
-)
-from thpad.pipelines.train.disentangle_config import DisentangleConfig
+from thpad.pipelines.metrics.probe import pearson
+from thpad.pipelines.train.disentangle.config import DisentangleConfig
+from thpad.pipelines.train.disentangle.data import frame_sampling, load_val_set, make_round
+from thpad.pipelines.train.disentangle.inputs import read_contrastive
+from thpad.pipelines.train.disentangle.networks import build_networks, encoder_parts
+from thpad.pipelines.train.disentangle.validate import validate
+from thpad.pipelines.train.frames import FrameDataset, endless_batches
 from thpad.pipelines.train.harness import pretrain
-from thpad.pipelines.train.probe import pearson
 from thpad.stages.params import load_params
 from thpad.storage.manifest import identity_indices, list_shards, manifest_uri, read_manifest
-from thpad.storage.readers import FrameDataset
 from thpad.storage.tracking import NullRun
 from thpad.storage.uri import Storage
 from thpad.storage.voxceleb import sample_key

@@ -20,9 +20,9 @@ from thpad.pipelines.corpus.config import CorpusConfig
 from thpad.pipelines.features.config import FeaturesConfig
 from thpad.pipelines.preprocess.config import PreprocessConfig
 from thpad.pipelines.submit_config import SubmitConfig
-from thpad.pipelines.train.config import ContrastiveConfig
-from thpad.pipelines.train.disentangle_config import DisentangleConfig
-from thpad.pipelines.train.prior_config import PriorARConfig, PriorConfig
+from thpad.pipelines.train.contrastive.config import ContrastiveConfig
+from thpad.pipelines.train.disentangle.config import DisentangleConfig
+from thpad.pipelines.train.prior.config import PriorARConfig, PriorConfig
 
 DEFAULT_PARAMS = Path("params.yaml")
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from thpad.pipelines.train.contrastive import STAGE
-from thpad.pipelines.train.contrastive import train_contrastive as run_stage
+from thpad.pipelines.train.contrastive.loop import STAGE
+from thpad.pipelines.train.contrastive.loop import train_contrastive as run_stage
 from thpad.stages.common import (
     DRY_RUN_OPTION,
     EXIT_CONFIG,

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import typer
 
-from thpad.pipelines.train.disentangle import STAGE, StageInputError
-from thpad.pipelines.train.disentangle import train_disentangle as run_stage
-from thpad.pipelines.train.disentangle_config import DisentangleConfig
+from thpad.pipelines.train.disentangle.config import DisentangleConfig
+from thpad.pipelines.train.disentangle.inputs import StageInputError
+from thpad.pipelines.train.disentangle.loop import STAGE
+from thpad.pipelines.train.disentangle.loop import train_disentangle as run_stage
 from thpad.stages.common import (
     DRY_RUN_OPTION,
     EXIT_CONFIG,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from thpad.pipelines.train.motion_data import check_features
-from thpad.pipelines.train.prior import STAGE
-from thpad.pipelines.train.prior import train_prior as run_stage
+from thpad.pipelines.train.prior.data import check_features
+from thpad.pipelines.train.prior.diffusion import STAGE
+from thpad.pipelines.train.prior.diffusion import train_prior as run_stage
 from thpad.stages.common import (
     DRY_RUN_OPTION,
     PARAMS_OPTION,

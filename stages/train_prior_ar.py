@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from thpad.pipelines.train.motion_data import check_features
-from thpad.pipelines.train.prior_ar import STAGE
-from thpad.pipelines.train.prior_ar import train_prior_ar as run_stage
+from thpad.pipelines.train.prior.autoregressive import STAGE
+from thpad.pipelines.train.prior.autoregressive import train_prior_ar as run_stage
+from thpad.pipelines.train.prior.data import check_features
 from thpad.stages.common import (
     DRY_RUN_OPTION,
     PARAMS_OPTION,

@@ -4,10 +4,15 @@ Following EDM and nanoGPT, a snapshot holds enough to rebuild and run a network:
 ``{"config": <JSON dict>, "state_dict": {name: tensor}}``, written atomically (temporary file, then
 ``os.replace``) and readable with ``torch.load(..., weights_only=True)``. The caller supplies the
 function that rebuilds the module from the config dict, so no class name is ever stored.
+
+``read_snapshot`` is the one reader: every trained network is loaded through it (or ``load_snapshot``), from a
+local path or from the bytes a ``Storage`` read (``s3://``). Anything that is not a snapshot raises
+``SnapshotError``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -20,6 +25,7 @@ from torch import nn
 from thpad.storage.files import atomic_write
 
 SNAPSHOT_PREFIX = "snapshot-"
+Source = str | os.PathLike | bytes  # a local path, or a whole snapshot file's bytes
 SNAPSHOT_SUFFIX = ".pt"
 
 
@@ -50,24 +56,48 @@ def save_snapshot(path: str | os.PathLike, config: Mapping[str, Any], module: nn
     return atomic_torch_save({"config": plain, "state_dict": state}, path)
 
 
-def read_snapshot(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Load a snapshot's config dict and state dict (CPU tensors) without building anything."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+class SnapshotError(ValueError):
+    """A file is not a snapshot, or its config and weights do not rebuild the network asked for."""
+
+
+def read_snapshot(source: Source) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Load a snapshot's config dict and state dict (CPU tensors) without building anything.
+
+    Args:
+        source: a file written by ``save_snapshot``, or its bytes.
+    Raises:
+        FileNotFoundError: no file at a path ``source``.
+        SnapshotError: ``torch.load`` refuses the file, or it lacks the keys 'config' and 'state_dict'.
+    """
+    name = "snapshot bytes" if isinstance(source, bytes) else str(source)
+    try:
+        payload = torch.load(io.BytesIO(source) if isinstance(source, bytes) else source, map_location="cpu",
+                             weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # a truncated zip, a pickle that is not weights only, ...: all one cause
+        raise SnapshotError(f"{name}: not a snapshot ({type(err).__name__}: {str(err)[:300]})") from err
     if not isinstance(payload, dict) or set(payload) != {"config", "state_dict"}:
-        raise ValueError(f"{path}: not a snapshot (expected keys 'config' and 'state_dict')")
+        raise SnapshotError(f"{name}: not a snapshot (expected keys 'config' and 'state_dict')")
     return payload["config"], payload["state_dict"]
 
 
-def load_snapshot(path: str | os.PathLike, build: Callable[[dict[str, Any]], nn.Module]) -> nn.Module:
+def load_snapshot(source: Source, build: Callable[[dict[str, Any]], nn.Module]) -> nn.Module:
     """Rebuild a network from a snapshot.
 
     Args:
-        path: a file written by ``save_snapshot``.
+        source: a file written by ``save_snapshot``, or its bytes.
         build: makes a freshly initialised module from the stored config dict.
     Returns:
         The module with the stored weights loaded (strictly), on CPU.
+    Raises:
+        SnapshotError: not a snapshot, or ``build`` refuses its config, or the weights do not fit the module.
     """
-    config, state = read_snapshot(path)
-    module = build(config)
-    module.load_state_dict(state, strict=True)
+    config, state = read_snapshot(source)
+    try:
+        module = build(config)
+        module.load_state_dict(state, strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise SnapshotError(f"the snapshot does not rebuild this network ({type(err).__name__}: {str(err)[:300]})"
+                            ) from err
     return module

@@ -1,6 +1,6 @@
 """The WebDataset shard schema of preprocessed clips, with its deterministic, atomic writer.
 
-One tar sample per clip (paper_spec §7: aligned 224 px faces, 68 landmarks, the PC-AVS mel of §2.1).
+One tar sample per clip (docs/paper-notes.md §7: aligned 224 px faces, 68 landmarks, the PC-AVS mel of §2.1).
 Members are ``{key}.{ext}``; keys contain no dots or slashes (``storage.voxceleb.sample_key``) since
 WebDataset splits a member name at its first dot. ``meta.json`` carries ``schema_version``.
 

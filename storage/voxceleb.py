@@ -1,4 +1,4 @@
-"""The VoxCeleb2 folder layout: ``ROOT/{dev,test}/mp4/idXXXXX/VIDEO/NNNNN.mp4`` (paper_spec §7).
+"""The VoxCeleb2 folder layout: ``ROOT/{dev,test}/mp4/idXXXXX/VIDEO/NNNNN.mp4`` (docs/paper-notes.md §7).
 
 The sample corpus writes this layout, with a ``.json`` of true motion beside each clip, and
 preprocessing discovers it. Identity, video and utterance are kept as fields, never re-parsed

@@ -1,4 +1,4 @@
-"""Per-frame audio windows cut from a clip's stored mel spectrogram (paper_spec §2.1).
+"""Per-frame audio windows cut from a clip's stored mel spectrogram (docs/paper-notes.md §2.1).
 
 A clip's mel is stored once, (n_mels, bins_per_frame * T). Mel bin ``k`` is centred at time
 ``k * hop / sample_rate`` (librosa ``center=True``), so with 16 kHz, hop 160 and 25 fps there are 4

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-COPIED = ("pipelines", "stages", "models", "storage", "dvc.yaml", "pyproject.toml")
+COPIED = ("thpad", "pipelines", "stages", "models", "storage", "dvc.yaml", "pyproject.toml")
 
 
 def _run(cmd: list[str], cwd: Path, env: dict) -> str:

@@ -1,6 +1,6 @@
 """Chaining of fixed-window motion priors over sequences longer than the window.
 
-TH-PAD supplement §I.4 and Fig. I (paper_spec §1.6): a long clip is cut into chunks of at most 128 frames;
+TH-PAD supplement §I.4 and Fig. I (docs/paper-notes.md §1.6): a long clip is cut into chunks of at most 128 frames;
 each chunk's first frame is given as a known frame equal to the previous chunk's last predicted frame, so
 consecutive chunks join smoothly. Used by both the diffusion prior and the auto-regressive prior.
 """

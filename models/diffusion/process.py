@@ -1,6 +1,6 @@
 """Noise schedule, forward process and training loss of the audio-to-non-lip diffusion prior.
 
-TH-PAD supplement §I.3/§I.4 (paper_spec §1.6): a discrete DDPM with T=1000 steps, a cosine schedule
+TH-PAD supplement §I.3/§I.4 (docs/paper-notes.md §1.6): a discrete DDPM with T=1000 steps, a cosine schedule
 (Nichol & Dhariwal 2021) and ``sigma_small`` posterior variance; the network predicts x0 and is trained with
 MSE plus a velocity term; 10% of the frames are given as known clean frames (mask editing); condition
 dropout enables classifier-free guidance. The network is any callable with the ``Denoiser`` signature.

@@ -1,6 +1,6 @@
 """Samplers of the audio-to-non-lip diffusion prior: classifier-free guidance, DDPM, DDIM and mask editing.
 
-TH-PAD Eq. 10 and supplement §II.2 (paper_spec §1.6): guided x0 = uncond + s * (cond - uncond) with s = 2.5;
+TH-PAD Eq. 10 and supplement §II.2 (docs/paper-notes.md §1.6): guided x0 = uncond + s * (cond - uncond) with s = 2.5;
 MDM-style editing overwrites the x0 prediction with the known frames at every step (supplement §I.4).
 ``guidance_rescale`` (ours, off in the paper preset) rescales the guided prediction to the conditional one's
 standard deviation (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed", §3.4).

@@ -1,4 +1,4 @@
-"""Two-scale PatchGAN discriminator D, as used by PC-AVS (paper_spec §2.5) and hence TH-PAD.
+"""Two-scale PatchGAN discriminator D, as used by PC-AVS (docs/paper-notes.md §2.5) and hence TH-PAD.
 
 Each scale is a pix2pixHD NLayer discriminator: 4×4 convs (stride 2 except the last inner one),
 spectral norm + instance norm on the inner layers, LeakyReLU 0.2 and a 1-channel patch output. The

@@ -1,6 +1,6 @@
 """TH-PAD's image generator G: StyleGAN2 synthesis started from the identity feature map.
 
-As in PC-AVS (paper_spec §2.4), the mapping network is not used: the concatenated feature
+As in PC-AVS (docs/paper-notes.md §2.4), the mapping network is not used: the concatenated feature
 f_cat = cat(f_id, f_nl, f_l) (2560-d in the paper) is the style of every modulated conv, and the
 learned constant input is replaced by E_id's 512×7×7 map. A 7×7 StyledConv + ToRGB is followed by
 one stage per doubling (upsampling StyledConv, StyledConv, ToRGB with upsampled skip); 7→224 takes

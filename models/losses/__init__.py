@@ -1,4 +1,4 @@
-"""Training losses of TH-PAD (supplement §I.3, paper_spec §1.5): GAN phases, feature matching, perceptual,
+"""Training losses of TH-PAD (supplement §I.3, docs/paper-notes.md §1.5): GAN phases, feature matching, perceptual,
 gaze, contrastive (with memory-bank negatives), orthogonality and velocity losses, plus their weights.
 
 Losses take tensors and feature lists, never networks, so each is testable on its own.

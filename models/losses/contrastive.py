@@ -1,8 +1,8 @@
 """Audio-visual contrastive loss (L_cl) with a learnable temperature, and the orthogonality loss (L_ol).
 
 TH-PAD supplement §I.3 ("the same implementation as in CLIP") and the memory bank MB of K=32 batches
-(paper_spec §1.5, §9.3): symmetric InfoNCE between L2-normalised f^v_cl and f^a, where the visual->audio
-direction also scores the audio features queued in the memory bank as extra negatives. L_ol (paper_spec
+(docs/paper-notes.md §1.5, §9.3): symmetric InfoNCE between L2-normalised f^v_cl and f^a, where the visual->audio
+direction also scores the audio features queued in the memory bank as extra negatives. L_ol (docs/paper-notes.md
 §9.4) is the mean squared cosine similarity between f^v_ol and f^a of the same frame.
 """
 

@@ -1,7 +1,7 @@
 """Adversarial and discriminator feature-matching losses, organised in phases as in StyleGAN's loss.py.
 
 TH-PAD supplement Eq. I (the log / non-saturating GAN loss, softplus form) and Eq. II (L1 between
-discriminator features); PC-AVS (paper_spec §2.6) uses the hinge loss and divides feature matching by the
+discriminator features); PC-AVS (docs/paper-notes.md §2.6) uses the hinge loss and divides feature matching by the
 number of scales. Every function takes lists with one entry per discriminator scale.
 """
 

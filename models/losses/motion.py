@@ -1,6 +1,6 @@
 """Sequence losses of the motion prior: masked MSE and the velocity loss.
 
-TH-PAD project page (velocity ablation) and paper_spec §1.5: L_vel is MDM's MSE between the frame-to-frame
+TH-PAD project page (velocity ablation) and docs/paper-notes.md §1.5: L_vel is MDM's MSE between the frame-to-frame
 differences of the prediction and of the target; L_a2nl is an MSE on the x0 prediction.
 """
 

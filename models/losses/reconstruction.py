@@ -1,7 +1,8 @@
 """Image reconstruction losses on features of pretrained networks: VGG perceptual loss and gaze loss.
 
 TH-PAD supplement Eq. III (L1 between VGG features; PC-AVS layer weights 1/32, 1/16, 1/8, 1/4, 1 on
-relu1_1..relu5_1, paper_spec §2.6) and L_gaze (distance between gaze-encoder features, paper_spec §1.5).
+relu1_1..relu5_1, docs/paper-notes.md §2.6) and L_gaze (distance between gaze-encoder features,
+docs/paper-notes.md §1.5).
 """
 
 from __future__ import annotations

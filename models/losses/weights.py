@@ -1,7 +1,7 @@
 """Loss weights and loss settings of the disentanglement stage, with the paper and PC-AVS presets.
 
 TH-PAD supplement Eq. IV: L_G = l_ol L_ol + l_gaze L_gaze + l_L1 L_L1 + l_GAN L_GAN + l_VGG L_VGG with all
-lambdas 1, and the log GAN loss of Eq. I. PC-AVS (paper_spec §2.6) uses the hinge loss, lambda_feat = 10
+lambdas 1, and the log GAN loss of Eq. I. PC-AVS (docs/paper-notes.md §2.6) uses the hinge loss, lambda_feat = 10
 (feature matching incl. the pixel term), lambda_vgg = 10 and lambda_contrastive = 100.
 """
 

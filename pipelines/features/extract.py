@@ -1,5 +1,5 @@
 """Stage ``extract_features``: the stage-2 encoders run over every preprocessed clip on Ray Data, giving the
-per-frame sequences the priors learn from (paper_spec §1.5, L_a2nl: the prior regresses the visual non-lip
+per-frame sequences the priors learn from (docs/paper-notes.md §1.5, L_a2nl: the prior regresses the visual non-lip
 features f^v_nl from the audio features). For frame t of a clip::
 
     f_nl[t] = MLP_nl(MLP_ol(E_v(frame t)))    (T, 42)
@@ -21,7 +21,6 @@ complete folder. A shard that fails does not stop the others; the run then raise
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import time
@@ -31,15 +30,13 @@ from typing import IO, Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from thpad.codec import from_dict, to_dict
-from thpad.models.audio_encoder import AudioEncoder
+from thpad.models.feature_encoders import FeatureEncoders, build_encoders
 from thpad.models.talking_head import TALKING_HEAD_PRESETS, TalkingHeadConfig, build_talking_head
-from thpad.models.visual_encoder import VisualEncoder
 from thpad.pipelines.features.config import FeaturesConfig
 from thpad.pipelines.ray_env import ensure_ray
-from thpad.storage.checkpoint import load_snapshot
+from thpad.storage.checkpoint import SnapshotError, load_snapshot
 from thpad.storage.features import ClipFeatures, feature_file_uri, info_uri, write_feature_file, write_info
 from thpad.storage.files import remove_partials
 from thpad.storage.manifest import list_shards, manifest_uri, read_manifest
@@ -55,23 +52,6 @@ TRUTH_FIELDS = ("motion", "events")  # the sample corpus's truth kept with the f
 _READ_CHUNK = 1 << 20
 
 
-class FeatureEncoders(nn.Module):
-    """E_v with its heads and E_a, named as in ``TalkingHead`` so its state dict is a subset of the snapshot's."""
-
-    def __init__(self, cfg: TalkingHeadConfig) -> None:
-        super().__init__()
-        self.image_size = cfg.visual.image_size
-        self.mel_frames = cfg.audio.n_frames  # mel bins per window: 20 = 5 video frames x 4 bins (0.2 s)
-        self.visual_encoder = VisualEncoder(cfg.visual)
-        self.audio_encoder = AudioEncoder(cfg.audio)
-
-    @torch.no_grad()
-    def forward(self, frames: torch.Tensor, mels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Args: frames (n, 3, S, S) in [-1, 1]; mels (n, 1, n_mels, n_frames).
-        Returns: f_nl (n, nl_dim) and f_a (n, audio_dim)."""
-        return self.visual_encoder(frames).f_nl, self.audio_encoder(mels)
-
-
 def encoder_state(snapshot: bytes, uri: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The TalkingHead config and the encoders' weights of a ``train_disentangle`` snapshot.
 
@@ -79,20 +59,13 @@ def encoder_state(snapshot: bytes, uri: str) -> tuple[dict[str, Any], dict[str, 
         ValueError: the bytes are not a TalkingHead snapshot (names ``uri`` and the fix).
     """
     try:
-        model = load_snapshot(io.BytesIO(snapshot), build_talking_head)
-    except Exception as err:  # torch.load, a missing config key, a state dict that does not fit: all one cause
-        raise ValueError(f"{uri}: not a TalkingHead snapshot ({type(err).__name__}: {str(err)[:300]}); rerun "
-                         "train_disentangle or point extract_features.disentangle at its output") from err
+        model = load_snapshot(snapshot, build_talking_head)
+    except SnapshotError as err:
+        raise ValueError(f"{uri}: not a TalkingHead snapshot ({err}); rerun train_disentangle or point "
+                         "extract_features.disentangle at its output") from err
     keep = ("visual_encoder.", "audio_encoder.")
     state = {k: v for k, v in model.state_dict().items() if k.startswith(keep)}
     return to_dict(model.cfg), state
-
-
-def build_encoders(config: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> FeatureEncoders:
-    """``FeatureEncoders`` in eval mode with the given weights (strictly)."""
-    encoders = FeatureEncoders(from_dict(TalkingHeadConfig, config))
-    encoders.load_state_dict(dict(state), strict=True)
-    return encoders.eval()
 
 
 def preset_name(config: Mapping[str, Any]) -> str:

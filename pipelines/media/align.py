@@ -1,4 +1,4 @@
-"""PC-AVS face alignment onto the 224 px template (paper_spec §2.2, ``scripts/align_68.py``).
+"""PC-AVS face alignment onto the 224 px template (docs/paper-notes.md §2.2, ``scripts/align_68.py``).
 
 1. Average three centres over the whole clip: mean(36-41) (the subject's right eye, on the image
    left), mean(42-47) and the inner-mouth centre mean(60-67).

@@ -1,4 +1,4 @@
-"""Audio loading, resampling and the PC-AVS mel spectrogram (paper_spec §2.1).
+"""Audio loading, resampling and the PC-AVS mel spectrogram (docs/paper-notes.md §2.1).
 
 The mel is computed with a numpy STFT and librosa's mel filterbank only (``librosa.filters.mel`` is
 plain numpy; librosa's STFT and resamplers are avoided because their first call compiles numba code

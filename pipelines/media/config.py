@@ -1,5 +1,5 @@
-"""Parameters of the per-clip media preprocessing: audio features (paper_spec §2.1), face tracking
-and PC-AVS alignment (paper_spec §2.2).
+"""Parameters of the per-clip media preprocessing: audio features (docs/paper-notes.md §2.1), face tracking
+and PC-AVS alignment (docs/paper-notes.md §2.2).
 
 Every default is PC-AVS's value where PC-AVS has one (its ``config/AudioConfig.py`` and
 ``scripts/align_68.py``); the other defaults are ours and say so. Values derived from these (bins

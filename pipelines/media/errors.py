@@ -1,4 +1,4 @@
-"""The exception a per-clip media step raises to turn a clip away (preprocessing, paper_spec §2.2, §7).
+"""The exception a per-clip media step raises to turn a clip away (preprocessing, docs/paper-notes.md §2.2, §7).
 
 A rejected clip is not a bug: the orchestrator catches ``RejectClip``, records its ``reason`` beside
 the clip's key and carries on with the next clip.

@@ -1,5 +1,5 @@
 """Face detection and 68-point landmarks with dlib (HOG detector + the shape predictor shipped in
-``face-recognition-models``), the CPU default of thpad (paper_spec §2.2 uses FAN; see params)."""
+``face-recognition-models``), the CPU default of thpad (docs/paper-notes.md §2.2 uses FAN; see params)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Frame-rate conversion to 25 fps and the audio/video length policy (paper_spec §1.7, §2.1).
+"""Frame-rate conversion to 25 fps and the audio/video length policy (docs/paper-notes.md §1.7, §2.1).
 
 TH-PAD and PC-AVS work at 25 fps with 640 audio samples (4 mel bins) per video frame, so every clip
 is brought to exactly that before features are cut:

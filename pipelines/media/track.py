@@ -1,4 +1,4 @@
-"""Face tracking over a clip: detect rarely, follow the 68 landmarks in between (paper_spec §2.2).
+"""Face tracking over a clip: detect rarely, follow the 68 landmarks in between (docs/paper-notes.md §2.2).
 
 PC-AVS runs FAN on every frame; detection is the expensive part (~20 ms per 224 px frame with dlib
 HOG against ~2 ms for the landmarks), so here:

@@ -1,4 +1,4 @@
-"""Preprocesses one clip (paper_spec §2.1, §2.2): decode, resample to 25 fps and 16 kHz, track the face,
+"""Preprocesses one clip (docs/paper-notes.md §2.1, §2.2): decode, resample to 25 fps and 16 kHz, track the face,
 align to 224×224 with one similarity per clip plus a smoothed translation from stable points, compute
 the PC-AVS mel spectrogram, and map the landmarks (and a sample corpus's true landmarks) into the crop.
 

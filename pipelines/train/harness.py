@@ -422,3 +422,12 @@ def resume(rank: int, seed: int, stateful: Mapping[str, Any], position_key: str)
         restore_rng(own["rng"])
         progress.epoch, progress.position = own["epoch"], own[position_key]
     return progress
+
+
+def gather_rows(x: torch.Tensor, world_size: int) -> torch.Tensor:
+    """All ranks' (b, D) rows concatenated in rank order, (world_size * b, D) (no gradient)."""
+    if world_size == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(world_size)]
+    torch.distributed.all_gather(parts, x.contiguous())
+    return torch.cat(parts)  # (world_size * b, D)

@@ -109,7 +109,7 @@ def test_audio_encoder_paper_attention_width() -> None:
     with torch.device("meta"):
         enc = AudioEncoder(AUDIO_PRESETS["paper"])
         out = enc(torch.rand(2, 1, 80, 20))
-    assert enc.attention[0].in_channels == 256 * 10  # 256 channels × 80/8 mel bins (paper_spec §4)
+    assert enc.attention[0].in_channels == 256 * 10  # 256 channels × 80/8 mel bins (docs/paper-notes.md §4)
     assert out.shape == (2, 512)
 
 

@@ -136,10 +136,12 @@ def test_job_runs_in_the_uploaded_package(ray_head, tmp_path: Path) -> None:
     or data there, and ``ensure_ray`` joins the cluster even when the job sets AWS_* variables."""
     cfg = SubmitConfig(env_vars={"AWS_DEFAULT_REGION": "eu-west-1"})
     spec = prepare_job(["sample_corpus"], _params(tmp_path), cfg, REPO, tmp_path, {})
-    probe = ("import os, ray, stages; from pipelines.ray_env import RayConfig, ensure_ray; "
+    probe = ("import importlib, os, ray; import thpad.stages as st; "
+             "from thpad.pipelines.ray_env import RayConfig, ensure_ray; "
              "ensure_ray(RayConfig(address='', num_cpus=1)); "
-             "print('FILE', stages.__file__); print('LS', sorted(os.listdir('.'))); "
-             "task = ray.remote(lambda: (__import__('stages').__file__, os.environ['AWS_DEFAULT_REGION'])); "
+             "print('FILE', st.__file__); print('LS', sorted(os.listdir('.'))); "
+             "task = ray.remote(lambda: (importlib.import_module('thpad.stages').__file__, "
+             "os.environ['AWS_DEFAULT_REGION'])); "
              "print('WORKER', ray.get(task.remote()))")
     client = connect(ray_head.dashboard_url)
     job_id = client.submit_job(entrypoint=f'python -c "{probe}"', runtime_env=spec.runtime_env)
@@ -151,5 +153,5 @@ def test_job_runs_in_the_uploaded_package(ray_head, tmp_path: Path) -> None:
              if line.split(" ", 1)[0] in ("FILE", "LS", "WORKER")}
     assert "_ray_pkg_" in found["FILE"] and str(REPO) not in found["FILE"]
     assert "_ray_pkg_" in found["WORKER"] and str(REPO) not in found["WORKER"] and "eu-west-1" in found["WORKER"]
-    assert "'params.yaml'" in found["LS"] and "'stages'" in found["LS"]
+    assert "'params.yaml'" in found["LS"] and "'thpad'" in found["LS"] and "'stages'" not in found["LS"]
     assert "'.venv'" not in found["LS"] and "'data'" not in found["LS"]

@@ -12,16 +12,10 @@ import numpy as np
 import pytest
 from torch.utils.data import DataLoader
 
-from thpad.storage.eye_closure import eye_closure
-from thpad.storage.landmark_motion import landmark_motion
-from thpad.storage.readers import (
-    FrameDataset,
-    FrameSamplingConfig,
-    iter_clips,
-    pick_frames,
-    scale_landmarks,
-    worker_shards,
-)
+from thpad.pipelines.train.eye_closure import eye_closure
+from thpad.pipelines.train.frames import FrameDataset, FrameSamplingConfig, pick_frames, scale_landmarks, worker_shards
+from thpad.pipelines.train.landmark_motion import landmark_motion
+from thpad.storage.readers import iter_clips
 from thpad.storage.shards import ClipSample, shard_name, write_shard
 from thpad.storage.uri import Storage, join
 from thpad.storage.windows import mel_window

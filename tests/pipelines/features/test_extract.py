@@ -21,7 +21,7 @@ from thpad.models.talking_head import (
 from thpad.pipelines.features.config import FeaturesConfig
 from thpad.pipelines.features.extract import progress_uri, remove_stale, run_extract
 from thpad.pipelines.ray_env import RayConfig
-from thpad.pipelines.train.contrastive import MEL_BINS_PER_FRAME
+from thpad.pipelines.train.frames import MEL_BINS_PER_FRAME
 from thpad.pipelines.train.harness import file_fingerprint
 from thpad.storage.checkpoint import load_snapshot, save_snapshot
 from thpad.storage.features import feature_file_uri, list_feature_files, read_feature_file, read_info, read_split

@@ -1,4 +1,4 @@
-"""PC-AVS alignment (paper_spec §2.2) checked against the sample corpus's true landmarks."""
+"""PC-AVS alignment (docs/paper-notes.md §2.2) checked against the sample corpus's true landmarks."""
 
 from __future__ import annotations
 

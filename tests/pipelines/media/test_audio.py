@@ -1,4 +1,4 @@
-"""The PC-AVS mel pipeline (paper_spec §2.1): the golden audio/video timing, shapes, scaling and
+"""The PC-AVS mel pipeline (docs/paper-notes.md §2.1): the golden audio/video timing, shapes, scaling and
 resampling."""
 
 from __future__ import annotations

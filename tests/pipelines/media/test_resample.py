@@ -1,4 +1,4 @@
-"""Frame-rate conversion to 25 fps and the audio/video length policy (paper_spec §1.7)."""
+"""Frame-rate conversion to 25 fps and the audio/video length policy (docs/paper-notes.md §1.7)."""
 
 from __future__ import annotations
 

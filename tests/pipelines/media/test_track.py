@@ -1,4 +1,4 @@
-"""Face tracking on sample-corpus clips, whose true landmarks are known (paper_spec §2.2)."""
+"""Face tracking on sample-corpus clips, whose true landmarks are known (docs/paper-notes.md §2.2)."""
 
 from __future__ import annotations
 

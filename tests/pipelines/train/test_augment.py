@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 import torch
 
-from thpad.pipelines.train.augment import AugmentConfig, augment_frames, pixel_ops, stretch_and_shift
+from thpad.pipelines.train.disentangle.augment import AugmentConfig, augment_frames, pixel_ops, stretch_and_shift
 
 OFF = AugmentConfig(max_pixel_ops=0, affine_prob=0.0)
 

@@ -12,9 +12,11 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from thpad.codec import to_dict
+from thpad.models.contrastive_net import build_net
 from thpad.pipelines.ray_env import RayConfig
-from thpad.pipelines.train.config import ContrastiveConfig, ContrastiveDataParams, ScalingParams, ScheduleParams
-from thpad.pipelines.train.contrastive import build_net, net_config, train_contrastive
+from thpad.pipelines.train.config import ScalingParams, ScheduleParams
+from thpad.pipelines.train.contrastive.config import ContrastiveConfig, ContrastiveDataParams
+from thpad.pipelines.train.contrastive.loop import net_config, train_contrastive
 from thpad.pipelines.train.harness import STATE_FILE, learning_rate, run_key
 from thpad.pipelines.train.landmark_motion import LandmarkMotionParams
 from thpad.storage.checkpoint import read_snapshot
@@ -158,7 +160,7 @@ def test_learning_rate_warms_up_then_decays_to_its_floor(tmp_path) -> None:
 
 
 def test_retrieval_scores_count_all_pairs_and_same_clip_pairs() -> None:
-    from thpad.pipelines.train.contrastive import retrieval_scores
+    from thpad.pipelines.metrics.retrieval import retrieval_scores
 
     sim = torch.tensor([[0.9, 0.1, 0.95, 0.0],  # row 0: frame 2 (another clip) beats the true frame 0
                         [0.8, 0.3, 0.0, 0.0],  # row 1: frame 0 (same clip) beats frame 1
@@ -174,7 +176,7 @@ def test_retrieval_scores_count_all_pairs_and_same_clip_pairs() -> None:
 
 
 def test_warm_up_fits_the_backbone_to_landmark_motion_and_leaves_the_rest(tmp_path) -> None:
-    from thpad.pipelines.train.contrastive import warm_up_visual
+    from thpad.pipelines.train.contrastive.loop import warm_up_visual
     from thpad.storage.tracking import NullRun
 
     class Recorder(NullRun):

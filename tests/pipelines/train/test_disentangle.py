@@ -14,25 +14,20 @@ import typer
 from mlflow.tracking import MlflowClient
 
 from thpad.codec import to_dict
+from thpad.models.contrastive_net import build_net
 from thpad.models.losses import LossWeights
 from thpad.models.talking_head import TALKING_HEAD_PRESETS, build_talking_head
-from thpad.pipelines.ray_env import RayConfig
-from thpad.pipelines.train.augment import AugmentConfig
-from thpad.pipelines.train.config import ScalingParams, ScheduleParams
-from thpad.pipelines.train.contrastive import build_net
-from thpad.pipelines.train.disentangle import (
-    PHASE_ONE,
-    PHASE_TWO,
-    StageInputError,
-    apply_phase,
-    build_landmark_head,
-    build_networks,
-    group_learning_rates,
-    pretrain_visual,
-    read_contrastive,
-    train_disentangle,
+from thpad.pipelines.metrics.probe import (
+    clip_folds,
+    partial_correlations,
+    probe_correlations,
+    probe_groups,
+    probe_predictions,
 )
-from thpad.pipelines.train.disentangle_config import (
+from thpad.pipelines.ray_env import RayConfig
+from thpad.pipelines.train.config import ScalingParams, ScheduleParams
+from thpad.pipelines.train.disentangle.augment import AugmentConfig
+from thpad.pipelines.train.disentangle.config import (
     DisentangleConfig,
     DisentangleDataParams,
     DisentangleLossParams,
@@ -41,15 +36,19 @@ from thpad.pipelines.train.disentangle_config import (
     LearningRateScales,
     PhaseTwoParams,
 )
+from thpad.pipelines.train.disentangle.inputs import StageInputError, read_contrastive
+from thpad.pipelines.train.disentangle.loop import train_disentangle
+from thpad.pipelines.train.disentangle.losses import pretrain_visual
+from thpad.pipelines.train.disentangle.networks import (
+    PHASE_ONE,
+    PHASE_TWO,
+    apply_phase,
+    build_landmark_head,
+    build_networks,
+    group_learning_rates,
+)
 from thpad.pipelines.train.harness import STATE_FILE
 from thpad.pipelines.train.landmark_motion import LandmarkMotionParams
-from thpad.pipelines.train.probe import (
-    clip_folds,
-    partial_correlations,
-    probe_correlations,
-    probe_groups,
-    probe_predictions,
-)
 from thpad.stages.train_disentangle import run_command
 from thpad.storage.checkpoint import read_snapshot, save_snapshot
 from thpad.storage.tracking import NullRun, TrackingConfig
@@ -186,7 +185,7 @@ def test_pretraining_reads_augmented_frames_only_when_asked(tmp_path, monkeypatc
     def refuse(*_: object) -> None:
         raise RuntimeError("augmented")
 
-    monkeypatch.setattr("thpad.pipelines.train.disentangle.augment_frames", refuse)
+    monkeypatch.setattr("thpad.pipelines.train.disentangle.data.augment_frames", refuse)
     torch.manual_seed(0)
     batch = {"image": torch.rand(BATCH, 3, size, size) * 2 - 1,  # (B, 3, S, S)
              "landmark_motion": torch.randn(BATCH, landmark.out_features)}  # (B, D)

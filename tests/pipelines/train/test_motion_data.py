@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from thpad.pipelines.train.motion_data import (
-    NormStats,
+from thpad.models.motion_prior import NormStats
+from thpad.pipelines.train.prior.data import (
     check_features,
     collate_windows,
     endless_windows,

@@ -18,18 +18,19 @@ from thpad.codec import ConfigError, from_dict, to_dict
 from thpad.models.autoregressive import AutoregressiveConfig, ar_sample
 from thpad.models.diffusion.process import DiffusionConfig
 from thpad.models.diffusion.sampling import SamplerConfig, sample
+from thpad.models.motion_prior import build_prior, generate_nl, prior_normalisation, prior_schedule
 from thpad.pipelines.ray_env import RayConfig
 from thpad.pipelines.train.config import ScalingParams, ScheduleParams
 from thpad.pipelines.train.harness import STATE_FILE, run_key
-from thpad.pipelines.train.prior import build_prior, generate_nl, prior_normalisation, prior_schedule, train_prior
-from thpad.pipelines.train.prior_ar import train_prior_ar
-from thpad.pipelines.train.prior_config import (
+from thpad.pipelines.train.prior.autoregressive import train_prior_ar
+from thpad.pipelines.train.prior.config import (
     PriorARConfig,
     PriorConfig,
     PriorDataParams,
     PriorValidationParams,
     ValidationParams,
 )
+from thpad.pipelines.train.prior.diffusion import train_prior
 from thpad.storage.checkpoint import read_snapshot
 from thpad.storage.features import ClipFeatures, read_split, write_feature_file, write_info
 from thpad.storage.tracking import TrackingConfig

@@ -1,5 +1,5 @@
 """Stage 4, ``train_prior``: the audio-to-non-lip diffusion prior P_a2nl (TH-PAD supplement §I.3/§I.4,
-paper_spec §1.6), a bidirectional transformer predicting the clean f_nl window from noisy f_nl and the
+docs/paper-notes.md §1.6), a bidirectional transformer predicting the clean f_nl window from noisy f_nl and the
 audio features f_a, trained with L_a2nl + L_vel, mask editing and condition dropout
 (``models.diffusion.process.training_loss``).
 
@@ -7,12 +7,11 @@ Validation (rank 0, EMA network, at every checkpoint and at the end): the first 
 sampled with the validation sampler at the guidance scale s and at s = 0 (unconditional), with the same
 noise seeds, and compared with the true f_nl (``prior_eval``: Fréchet distances of frames and velocities,
 speed correlations). The snapshot holds the EMA denoiser and {denoiser, diffusion, normalisation, window};
-``build_prior``, ``prior_schedule`` and ``prior_normalisation`` rebuild what sampling needs.
+``models.motion_prior`` rebuilds what sampling needs from it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,61 +22,21 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from thpad.codec import from_dict, to_dict
-from thpad.models.autoregressive import ar_sample_long
-from thpad.models.diffusion.process import DiffusionConfig, NoiseSchedule, training_loss
-from thpad.models.diffusion.sampling import SamplerConfig, sample, sample_long
-from thpad.models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser, MotionDenoiserConfig
+from thpad.models.diffusion.process import NoiseSchedule, training_loss
+from thpad.models.diffusion.sampling import SamplerConfig, sample
+from thpad.models.motion_denoiser import DENOISER_PRESETS, MotionDenoiserConfig
+from thpad.models.motion_prior import NormStats
+from thpad.pipelines.metrics.motion import motion_metrics, speed_correlation
 from thpad.pipelines.train.harness import run_training
-from thpad.pipelines.train.motion_data import NormStats, ValWindows, check_features, features_fingerprint
-from thpad.pipelines.train.motion_loop import MotionObjective, build_prior, train_motion_prior
-from thpad.pipelines.train.prior_config import PriorConfig, PriorValidationParams
-from thpad.pipelines.train.prior_eval import motion_metrics, speed_correlation, trajectory_figure
+from thpad.pipelines.train.prior.config import PriorConfig, PriorValidationParams
+from thpad.pipelines.train.prior.data import ValWindows, check_features, features_fingerprint
+from thpad.pipelines.train.prior.figure import trajectory_figure
+from thpad.pipelines.train.prior.loop import MotionObjective, train_motion_prior
 from thpad.storage.uri import Storage
 
 log = logging.getLogger(__name__)
 STAGE = "train_prior"
-# build_prior lives in motion_loop (shared with stage 5); re-exported for the snapshot's readers.
-__all__ = ["build_prior", "generate_nl", "prior_normalisation", "prior_schedule", "train_prior"]
 FIGURE_SEEDS = 2  # guided samples per clip drawn in the figure (the unconditional one: 1)
-
-
-# Snapshots (``build_prior`` and ``prior_snapshot_config`` live in ``motion_loop``, shared with stage 5).
-
-def prior_schedule(config: Mapping[str, Any]) -> NoiseSchedule:
-    """The noise schedule of a diffusion prior snapshot's config."""
-    return NoiseSchedule(from_dict(DiffusionConfig, config["diffusion"]))
-
-
-def prior_normalisation(config: Mapping[str, Any]) -> NormStats:
-    """The f_nl / f_a normalisation of a prior snapshot's config: sample in normalised units, then
-    ``unnormalise_nl``."""
-    return NormStats.from_json(config["normalisation"])
-
-
-@torch.no_grad()
-def generate_nl(net: MotionDenoiser, config: Mapping[str, Any], f_a: np.ndarray, sampler: SamplerConfig | None = None,
-                generator: torch.Generator | None = None) -> np.ndarray:
-    """Non-lip features for audio features of any length, with a prior rebuilt from its snapshot.
-
-    The audio is normalised, sampled in chained windows of the snapshot's ``window`` (supplement Fig. I) by
-    the diffusion prior with ``sampler`` (its ``window`` is replaced) or by the AR prior (no sampler), and
-    the result un-normalised.
-    Args:
-        net: ``build_prior(config)`` with the snapshot's weights, in eval mode; config: the snapshot's config.
-        f_a: (B, L, A) raw audio features.
-    Returns:
-        (B, L, N) raw non-lip features.
-    """
-    norm = prior_normalisation(config)
-    audio = torch.from_numpy(norm.normalise_audio(f_a)).to(next(net.parameters()).device)  # (B, L, A)
-    if "diffusion" in config:
-        if sampler is None:
-            raise ValueError("sampling the diffusion prior needs sampler settings (guidance, sampler, steps)")
-        window = dataclasses.replace(sampler, window=int(config["window"]))
-        x = sample_long(net, prior_schedule(config), window, audio, net.cfg.nl_dim, generator=generator)  # (B, L, N)
-    else:
-        x = ar_sample_long(net, audio, int(config["window"]))  # (B, L, N)
-    return norm.unnormalise_nl(x.float().cpu().numpy())
 
 
 # Validation.

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from thpad.storage.eye_closure import EYE_OUTLINES, eye_closure, eye_spread, eye_spreads
+from thpad.pipelines.train.eye_closure import EYE_OUTLINES, eye_closure, eye_spread, eye_spreads
 
 SIZE = 112
 SKIN = 150

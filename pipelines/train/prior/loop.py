@@ -22,8 +22,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from thpad.codec import from_dict, to_dict
-from thpad.models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser, MotionDenoiserConfig
+from thpad.models.motion_denoiser import MotionDenoiserConfig
+from thpad.models.motion_prior import NormStats, build_prior, denoiser_config, prior_snapshot_config
 from thpad.pipelines.train.harness import (
     Progress,
     capture_rng,
@@ -38,9 +38,8 @@ from thpad.pipelines.train.harness import (
     resume,
     set_learning_rate,
 )
-from thpad.pipelines.train.motion_data import (
+from thpad.pipelines.train.prior.data import (
     MotionClip,
-    NormStats,
     ValWindows,
     endless_windows,
     moments,
@@ -79,27 +78,6 @@ class MotionObjective:
     loss: LossFn
     validate: ValidateFn
     figure: FigureFn
-
-
-# Networks and snapshots.
-
-def denoiser_config(model: str, nl_dim: int, audio_dim: int, causal: bool) -> MotionDenoiserConfig:
-    """The preset ``model`` with the data's widths; causal (and without timestep) for the AR prior."""
-    return dataclasses.replace(DENOISER_PRESETS[model], nl_dim=nl_dim, audio_dim=audio_dim, causal=causal,
-                               use_timestep=not causal)
-
-
-def prior_snapshot_config(denoiser: MotionDenoiserConfig, norm: NormStats, window: int,
-                          **process: Any) -> dict[str, Any]:
-    """The snapshot's JSON config: the denoiser, the normalisation of f_nl and f_a, the window, and the
-    process config (``diffusion=`` for stage 4, ``autoregressive=`` for stage 5) as plain dicts."""
-    return {"denoiser": to_dict(denoiser), "normalisation": norm.to_json(), "window": window,
-            **{name: to_dict(value) for name, value in process.items()}}
-
-
-def build_prior(config: Mapping[str, Any]) -> MotionDenoiser:
-    """A freshly initialised denoiser from a prior snapshot's config (stage 4 or 5)."""
-    return MotionDenoiser(from_dict(MotionDenoiserConfig, config["denoiser"]))
 
 
 # Data.

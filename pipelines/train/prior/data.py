@@ -17,11 +17,11 @@ import hashlib
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
+from thpad.models.motion_prior import NormStats
 from thpad.pipelines.train.harness import derive_seed
 from thpad.storage.features import ClipFeatures, info_uri, list_feature_files, read_feature_file
 from thpad.storage.uri import Storage, basename
@@ -75,35 +75,6 @@ def rank_clips(folder: str, split: str, rank: int, world_size: int, storage: Sto
         raise ValueError(f"rank {rank} of {world_size} got no {split} clip from {folder} ({len(files)} files): "
                          "use fewer workers or extract more clips")
     return clips
-
-
-@dataclass(frozen=True, eq=False)
-class NormStats:
-    """Per-channel mean and std of f_nl (N,) and f_a (A,) over the train frames."""
-
-    nl_mean: np.ndarray
-    nl_std: np.ndarray
-    audio_mean: np.ndarray
-    audio_std: np.ndarray
-
-    def to_json(self) -> dict[str, list[float]]:
-        """Plain lists, for the snapshot config."""
-        return {name: getattr(self, name).astype(np.float64).tolist() for name in
-                ("nl_mean", "nl_std", "audio_mean", "audio_std")}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> NormStats:
-        """The inverse of ``to_json``."""
-        return cls(*(np.asarray(data[name], np.float32) for name in ("nl_mean", "nl_std", "audio_mean", "audio_std")))
-
-    def normalise_nl(self, f_nl: np.ndarray) -> np.ndarray:
-        return ((f_nl - self.nl_mean) / self.nl_std).astype(np.float32)  # (T, N)
-
-    def normalise_audio(self, f_a: np.ndarray) -> np.ndarray:
-        return ((f_a - self.audio_mean) / self.audio_std).astype(np.float32)  # (T, A)
-
-    def unnormalise_nl(self, x: np.ndarray) -> np.ndarray:
-        return (x * self.nl_std + self.nl_mean).astype(np.float32)  # (T, N)
 
 
 def moments(clips: Sequence[ClipFeatures]) -> torch.Tensor:

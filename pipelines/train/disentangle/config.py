@@ -18,8 +18,8 @@ from thpad.models.memory_bank import MEMORY_BANK_PRESETS
 from thpad.models.talking_head import TALKING_HEAD_PRESETS
 from thpad.models.vgg import VGG_PRESETS
 from thpad.pipelines.ray_env import RayConfig
-from thpad.pipelines.train.augment import AugmentConfig
 from thpad.pipelines.train.config import ScalingParams, ScheduleParams
+from thpad.pipelines.train.disentangle.augment import AugmentConfig
 from thpad.pipelines.train.landmark_motion import LandmarkMotionParams
 from thpad.storage.tracking import TrackingConfig
 from thpad.storage.uri import S3Config

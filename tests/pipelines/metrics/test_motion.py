@@ -7,16 +7,15 @@ import numpy as np
 import pytest
 from scipy.linalg import sqrtm
 
-from thpad.pipelines.train.prior_eval import (
+from thpad.pipelines.metrics.motion import (
     frames,
     frechet_distance,
     motion_metrics,
-    principal_axes,
     speed,
     speed_correlation,
-    trajectory_figure,
     velocities,
 )
+from thpad.pipelines.train.prior.figure import principal_axes, trajectory_figure
 
 
 def test_frechet_distance_of_a_set_with_itself_is_zero_and_grows_with_a_shift() -> None:

@@ -23,11 +23,13 @@ from torch import nn
 from thpad.codec import from_dict, to_dict
 from thpad.models.autoregressive import ar_sample, ar_training_loss
 from thpad.models.motion_denoiser import DENOISER_PRESETS, MotionDenoiserConfig
+from thpad.models.motion_prior import NormStats
+from thpad.pipelines.metrics.motion import motion_metrics, speed_correlation
 from thpad.pipelines.train.harness import run_training
-from thpad.pipelines.train.motion_data import NormStats, ValWindows, check_features, features_fingerprint
-from thpad.pipelines.train.motion_loop import MotionObjective, train_motion_prior
-from thpad.pipelines.train.prior_config import PriorARConfig
-from thpad.pipelines.train.prior_eval import motion_metrics, speed_correlation, trajectory_figure
+from thpad.pipelines.train.prior.config import PriorARConfig
+from thpad.pipelines.train.prior.data import ValWindows, check_features, features_fingerprint
+from thpad.pipelines.train.prior.figure import trajectory_figure
+from thpad.pipelines.train.prior.loop import MotionObjective, train_motion_prior
 from thpad.storage.uri import Storage
 
 log = logging.getLogger(__name__)

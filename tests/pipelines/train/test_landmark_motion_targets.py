@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from thpad.storage.landmark_motion import landmark_motion, landmark_motion_dim
+from thpad.pipelines.train.landmark_motion import landmark_motion, landmark_motion_dim
 
 T = 60
 

@@ -1,5 +1,5 @@
 """Stage 1, ``train_contrastive``: the audio encoder E_a and the visual encoder E_v with MLP_cl, trained with
-the CLIP-style loss L_cl (TH-PAD supplement §I.3; paper_spec §1.5). The audio window and the frame of the
+the CLIP-style loss L_cl (TH-PAD supplement §I.3; docs/paper-notes.md §1.5). The audio window and the frame of the
 same clip and time are a positive pair; the other pairs of the batch, and the audio features of past
 batches held in the memory bank MB, are the negatives. Validation: audio→frame retrieval on val pairs.
 Before L_cl, on a fresh start, E_v can warm up on the mouth's landmark motion (``warm_up_visual``), our
@@ -11,28 +11,28 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from torch import nn
-from torch.utils.data import DataLoader
 
 from thpad.codec import from_dict, to_dict
-from thpad.models.audio_encoder import AudioEncoder, AudioEncoderConfig
-from thpad.models.losses import LogitScale, info_nce_loss
+from thpad.models.contrastive_net import ContrastiveNet, build_net
+from thpad.models.losses import info_nce_loss
 from thpad.models.memory_bank import MEMORY_BANK_PRESETS, MemoryBank
 from thpad.models.talking_head import TALKING_HEAD_PRESETS
-from thpad.models.visual_encoder import VisualEncoder, VisualEncoderConfig
-from thpad.pipelines.train.config import ContrastiveConfig
+from thpad.pipelines.train.contrastive.config import ContrastiveConfig
+from thpad.pipelines.train.contrastive.validate import load_val_pairs, similarity_figure, validate
+from thpad.pipelines.train.frames import MEL_BINS_PER_FRAME, FrameDataset, FrameSamplingConfig, endless_batches
 from thpad.pipelines.train.harness import (
     capture_rng,
     crossed,
     ema_update,
     failing_rank,
+    gather_rows,
     init_worker,
     kill_this_worker,
     learning_rate,
@@ -45,35 +45,11 @@ from thpad.pipelines.train.harness import (
 )
 from thpad.pipelines.train.landmark_motion import landmark_head, landmark_motion_loss
 from thpad.storage.manifest import identity_indices, list_shards, manifest_uri, read_manifest
-from thpad.storage.readers import FrameDataset, FrameSamplingConfig, iter_raw
-from thpad.storage.shards import MEL, decode_frames, load_npy
 from thpad.storage.tracking import NullRun, StageRun, resume_stage_run
 from thpad.storage.uri import Storage
-from thpad.storage.windows import mel_window
 
 log = logging.getLogger(__name__)
 STAGE = "train_contrastive"
-MEL_BINS_PER_FRAME = 4  # 16 kHz, hop 160, 25 fps (paper_spec §2.1)
-
-
-class ContrastiveNet(nn.Module):
-    """E_a, E_v with MLP_cl, and the CLIP logit scale: what stage 1 trains (names match ``TalkingHead``)."""
-
-    def __init__(self, audio: AudioEncoderConfig, visual: VisualEncoderConfig, init_temperature: float) -> None:
-        super().__init__()
-        self.audio_encoder = AudioEncoder(audio)
-        self.visual_encoder = VisualEncoder(visual)
-        self.logit_scale = LogitScale(init_temperature)
-        # MLP_ol and MLP_nl belong to stage 2; frozen here so DDP does not wait for their gradients.
-        self.visual_encoder.mlp_ol.requires_grad_(False)
-        self.visual_encoder.mlp_nl.requires_grad_(False)
-
-    def forward(self, mel: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Args: mel (B, 1, n_mels, n_frames); image (B, 3, S, S) in [-1, 1].
-        Returns: f_a (B, D), f_cl (B, D) and the scalar logit scale."""
-        f_a = self.audio_encoder(mel)  # (B, D)
-        f_cl = self.visual_encoder.mlp_cl(self.visual_encoder.encode(image))  # (B, D)
-        return f_a, f_cl, self.logit_scale()
 
 
 def net_config(cfg: ContrastiveConfig) -> dict[str, Any]:
@@ -81,12 +57,6 @@ def net_config(cfg: ContrastiveConfig) -> dict[str, Any]:
     preset = TALKING_HEAD_PRESETS[cfg.model]
     return {"audio": to_dict(preset.audio), "visual": to_dict(preset.visual),
             "init_temperature": cfg.init_temperature}
-
-
-def build_net(config: Mapping[str, Any]) -> ContrastiveNet:
-    """A freshly initialised ``ContrastiveNet`` from a snapshot config (see ``net_config``)."""
-    return ContrastiveNet(from_dict(AudioEncoderConfig, config["audio"]),
-                          from_dict(VisualEncoderConfig, config["visual"]), float(config["init_temperature"]))
 
 
 def frame_sampling(cfg: ContrastiveConfig) -> FrameSamplingConfig:
@@ -101,32 +71,14 @@ def frame_sampling(cfg: ContrastiveConfig) -> FrameSamplingConfig:
                                closure_min_std=warmup.closure_min_std)
 
 
-def endless_batches(dataset: FrameDataset, batch_size: int, num_workers: int, epoch: int,
-                    skip: int) -> Iterator[tuple[int, int, dict[str, Any]]]:
-    """Batches forever, epoch after epoch, as (epoch, batches taken in that epoch, batch).
-
-    Ranks may hold different numbers of samples, so no rank may stop at its epoch end (DDP would hang);
-    ``skip`` batches of the first epoch are drawn and dropped, which replays the data position exactly.
-    """
-    while True:
-        dataset.set_epoch(epoch)
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, drop_last=True)
-        taken = 0
-        for taken, batch in enumerate(loader, start=1):
-            if taken > skip:
-                yield epoch, taken, batch
-        if taken == 0:
-            raise ValueError(f"epoch {epoch} of rank shards {dataset.shard_uris} gave no batch of {batch_size}")
-        epoch, skip = epoch + 1, 0
-
-
 def warm_up_visual(net: ContrastiveNet, batches: Iterator[tuple[int, int, dict[str, Any]]], cfg: ContrastiveConfig,
                    device: torch.device, world_size: int, tracker: StageRun) -> None:
     """E_v's warm-up before L_cl (``landmark_motion.pretrain_samples``; our stand-in for the paper's pretrained
     E_v): the backbone and a linear head on f_v regress each frame's landmark motion within its clip (the
     mouth's by default), under Adam at ``pretrain_lr`` with gradients averaged over the ranks. From random
-    weights, L_cl alone can idle at clip recognition for most of the stage before E_v finds the mouth (README,
-    "Training"). The head is dropped afterwards. Logs ``warmup/lmk`` every 10 updates (rank 0's tracker)."""
+    weights, L_cl alone can idle at clip recognition for most of the stage before E_v finds the mouth
+    (docs/training-notes.md §3.2). The head is dropped afterwards. Logs ``warmup/lmk`` every 10 updates (rank 0's
+    tracker)."""
     p, visual = cfg.landmark_motion, net.visual_encoder
     head = landmark_head(visual.cfg.feature_dim, p).to(device)
 
@@ -139,104 +91,7 @@ def warm_up_visual(net: ContrastiveNet, batches: Iterator[tuple[int, int, dict[s
              tracker, "warmup/lmk")
 
 
-def load_val_pairs(shards: Sequence[str], storage: Storage, num_pairs: int, frames_per_clip: int,
-                   sampling: FrameSamplingConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A fixed validation batch: evenly spaced frames of the first clips, with their mel windows.
-
-    Returns:
-        images (N, 3, S, S) in [-1, 1], mels (N, 1, n_mels, n_frames) and clip (N,) int64 (the row's clip
-        number), row i pairing with row i.
-    """
-    images, mels, clips = [], [], []
-    for index, (_, members) in enumerate(iter_raw(shards, storage)):
-        mel = load_npy(members[MEL])  # (n_mels, 4T)
-        num_frames = mel.shape[1] // MEL_BINS_PER_FRAME
-        half = sampling.frames_per_window // 2
-        frames = np.unique(np.linspace(half, num_frames - 1 - half, frames_per_clip).round().astype(int))
-        rgb = decode_frames(members, frames.tolist(), sampling.image_size)  # (F, S, S, 3)
-        images.append(torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 127.5 - 1.0)  # (F, 3, S, S)
-        mels += [torch.from_numpy(mel_window(mel, int(t), sampling.frames_per_window)[0]) for t in frames]
-        clips += [index] * len(frames)
-        if len(mels) >= num_pairs:
-            break
-    if len(mels) < 5:
-        raise ValueError(f"the val shards {list(shards)} hold fewer than 5 pairs")
-    # (N, 3, S, S), (N, 1, M, W), (N,)
-    return torch.cat(images)[:num_pairs], torch.stack(mels)[:num_pairs, None], torch.tensor(clips[:num_pairs])
-
-
-@torch.no_grad()
-def retrieval(net: ContrastiveNet, images: torch.Tensor, mels: torch.Tensor,
-              clips: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    """Audio→frame retrieval: cosine similarity of every audio window to every frame.
-
-    ``top1``/``top5``: the true frame among all N frames. ``sync_top1``: among the frames of the same clip only
-    (identity and voice give nothing away there: only what the audio says about the face at that moment).
-    ``sync_pairwise``: how often the true frame beats one other frame of the same clip (chance 0.5), averaged
-    over all such pairs: the two-alternative form of sync retrieval, with far less sampling noise than top-1.
-    On the sample corpus an oracle that knows the true mouth opening scores about 0.31 top-1 among 8 frames
-    and 0.73 pairwise (scripts/sync_ceiling.py): the corpus's speech shows on the face as one number.
-    Returns:
-        the (N, N) similarity matrix (row: audio, column: frame) and the accuracies with their chance levels.
-    """
-    was_training = net.training
-    net.eval()
-    f_a, f_cl, _ = net(mels, images)  # (N, D), (N, D)
-    net.train(was_training)
-    sim = nn.functional.normalize(f_a, dim=1) @ nn.functional.normalize(f_cl, dim=1).t()  # (N, N)
-    return sim, retrieval_scores(sim, clips)
-
-
-def retrieval_scores(sim: torch.Tensor, clips: torch.Tensor) -> dict[str, float]:
-    """Accuracies of an (N, N) audio-to-frame similarity matrix whose diagonal holds the true pairs, with the
-    clip number (N,) of each row; see ``retrieval``."""
-    n, truth = sim.shape[0], torch.arange(sim.shape[0])[:, None]  # (N, 1)
-    top5 = sim.topk(min(5, n), dim=1).indices  # (N, 5)
-    hits = top5 == truth  # (N, 5)
-    same_clip = clips[:, None] == clips[None, :]  # (N, N)
-    sync_hit = sim.masked_fill(~same_clip, float("-inf")).argmax(1) == truth[:, 0]  # (N,)
-    rivals = same_clip & ~torch.eye(n, dtype=torch.bool)  # (N, N) other frames of the row's clip
-    true_sim = sim.diagonal()[:, None]  # (N, 1)
-    wins = (true_sim > sim).float() + 0.5 * (true_sim == sim).float()  # (N, N) ties count half
-    pairwise = float(wins[rivals].mean()) if bool(rivals.any()) else float("nan")
-    return {"top1": float(hits[:, 0].float().mean()), "top5": float(hits.any(1).float().mean()),
-            "sync_top1": float(sync_hit.float().mean()), "sync_pairwise": pairwise, "chance_top1": 1.0 / n,
-            "chance_top5": min(5, n) / n, "chance_sync_top1": float((1.0 / same_clip.sum(1).float()).mean())}
-
-
-def similarity_figure(sim: torch.Tensor, title: str) -> Figure:
-    """An image of the (N, N) audio-to-frame similarity matrix (the diagonal holds the true pairs)."""
-    fig = Figure(figsize=(5, 4.5), dpi=100)
-    ax = fig.add_subplot()
-    shown = ax.imshow(sim.cpu().numpy(), cmap="viridis")  # autoscaled: early differences are small
-    ax.set(xlabel="frame", ylabel="audio window", title=title)
-    fig.colorbar(shown, ax=ax, label="cosine similarity")
-    return fig
-
-
-def gather_rows(x: torch.Tensor, world_size: int) -> torch.Tensor:
-    """All ranks' (b, D) rows concatenated in rank order, (world_size * b, D) (no gradient)."""
-    if world_size == 1:
-        return x
-    parts = [torch.empty_like(x) for _ in range(world_size)]
-    torch.distributed.all_gather(parts, x.contiguous())
-    return torch.cat(parts)  # (world_size * b, D)
-
-
 ValBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images (N, 3, S, S), mels (N, 1, M, W), clips (N,)
-
-
-def validate(net: ContrastiveNet, ema: ContrastiveNet,
-             val: ValBatch | None) -> tuple[dict[str, float], torch.Tensor | None]:
-    """Retrieval metrics of the trained and the EMA network (``val/...``, ``val_ema/...``) and the EMA's
-    similarity matrix; nothing on ranks without validation data."""
-    if val is None:
-        return {}, None
-    device = next(net.parameters()).device
-    images, mels, clips = (t.to(device) for t in val)
-    _, raw = retrieval(net, images, mels, clips)
-    sim, smooth = retrieval(ema, images, mels, clips)
-    return {**{f"val/{k}": v for k, v in raw.items()}, **{f"val_ema/{k}": v for k, v in smooth.items()}}, sim
 
 
 def training_state(net: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer, bank: MemoryBank,

@@ -1,4 +1,4 @@
-"""LPD's augmentation of the driving frame (paper_spec §3; Burkov et al., CVPR 2020), with torchvision v2.
+"""LPD's augmentation of the driving frame (docs/paper-notes.md §3; Burkov et al., CVPR 2020), with torchvision v2.
 
 E_v must carry pose and expression but not identity. LPD's recipe, which TH-PAD follows for E_v ("the
 pretraining scheme of LPD"), feeds the pose encoder the target frame itself, heavily augmented: a random

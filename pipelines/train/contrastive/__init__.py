@@ -1,0 +1,1 @@
+"""Stage 1, train_contrastive: E_a and E_v under the CLIP-style loss."""

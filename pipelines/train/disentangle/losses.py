@@ -1,0 +1,86 @@
+"""Stage 2's loss terms: D's step, G's terms (TH-PAD supplement Eq. I-IV), and E_v's pretraining on L_lmk alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from thpad.models.losses import (
+    LogitScale,
+    adversarial_d_loss,
+    adversarial_g_loss,
+    feature_matching_loss,
+    info_nce_loss,
+    orthogonality_loss,
+)
+from thpad.models.memory_bank import MemoryBank
+from thpad.models.talking_head import TalkingHead, TalkingHeadOutput
+from thpad.pipelines.train.disentangle.config import DisentangleConfig
+from thpad.pipelines.train.disentangle.data import Round, make_round
+from thpad.pipelines.train.disentangle.networks import PHASE_ONE, LossNets, encoder_parts
+from thpad.pipelines.train.harness import (
+    pretrain,
+)
+from thpad.pipelines.train.landmark_motion import landmark_motion_loss
+from thpad.storage.tracking import StageRun
+
+
+def discriminator_loss(disc: nn.Module, r: Round, fake: torch.Tensor, cfg: DisentangleConfig) -> torch.Tensor:
+    """Eq. I, D's side: real frames against (detached) fakes, averaged over D's scales."""
+    real_logits = [s.logits for s in disc(r.real)]
+    fake_logits = [s.logits for s in disc(fake.detach())]
+    return adversarial_d_loss(real_logits, fake_logits, cfg.loss.gan_kind)
+
+
+def generator_terms(out: TalkingHeadOutput, r: Round, disc: nn.Module, loss_nets: LossNets, mlp_cl: nn.Module,
+                    logit_scale: LogitScale, bank: MemoryBank, cfg: DisentangleConfig, phase: int,
+                    landmark: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """The terms of Eq. IV (keys of ``LossWeights``); L_ol, L_cl and L_lmk (ours, with a ``landmark`` head)
+    only in phase one (nothing they reach trains in phase two), L_VGG and L_gaze only when their networks are
+    available."""
+    weights = cfg.loss.weights
+    fake_scales = disc(out.image)
+    with torch.no_grad():
+        real_scales = disc(r.real)
+    terms = {"gan": adversarial_g_loss([s.logits for s in fake_scales], cfg.loss.gan_kind),
+             "feat": feature_matching_loss([s.features for s in real_scales], [s.features for s in fake_scales])}
+    for name, net in (("vgg", loss_nets.vgg), ("gaze", loss_nets.gaze)):
+        if net.available and getattr(weights, name) > 0:
+            terms[name] = net(r.real, out.image)
+    if phase == PHASE_ONE:
+        terms["ol"] = orthogonality_loss(out.f_ol, out.f_a)
+        if weights.cl > 0:  # MLP_cl on a detached f_v: L_cl must not pull E_v's backbone back to stage 1's features
+            f_cl = mlp_cl(out.f_v.detach())  # (b, D)
+            terms["cl"] = info_nce_loss(f_cl, out.f_a, logit_scale(), bank.negatives())
+        if landmark is not None and r.landmark_motion is not None:
+            terms["lmk"] = landmark_motion_loss(landmark, out.f_nl, r.landmark_motion,
+                                                 cfg.loss.landmark_motion)
+    return terms
+
+
+def pretrain_visual(head: TalkingHead, landmark: nn.Module, batches: Iterator[tuple[int, int, dict[str, Any]]],
+                    cfg: DisentangleConfig, device: torch.device, world_size: int, tracker: StageRun) -> None:
+    """E_v's pretraining on L_lmk alone, before the GAN (``loss.landmark_motion.pretrain_samples``): E_v's
+    phase-one parts and L_lmk's head under Adam (torch's default betas) at ``pretrain_lr``, gradients averaged
+    over the ranks, on the driving frames augmented as in the GAN phase or, without ``augment.in_pretraining``,
+    as they are. Draws its batches from ``batches``, so the data position the checkpoints record includes
+    them. Logs ``pretrain/lmk`` every 10 updates (rank 0's tracker)."""
+    p, visual, parts = cfg.loss.landmark_motion, head.visual_encoder, encoder_parts(head, cfg, landmark)
+    for module in parts:
+        module.train().requires_grad_(True)
+
+    def loss_of(batch: dict[str, Any]) -> torch.Tensor:
+        if cfg.augment.in_pretraining:
+            r = make_round(batch, cfg, device)
+            frames, target = r.driving, r.landmark_motion  # (b, 3, S, S), (b, D)
+        else:
+            frames, target = batch["image"].to(device), batch["landmark_motion"].to(device)  # (b, 3, S, S), (b, D)
+        return landmark_motion_loss(landmark, visual(frames).f_nl, target, p)
+
+    pretrain([q for module in parts for q in module.parameters()], loss_of, batches,
+             -(-p.pretrain_samples // cfg.schedule.batch_size), p.pretrain_lr, world_size, cfg.schedule.grad_clip,
+             tracker, "pretrain/lmk")
