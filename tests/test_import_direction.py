@@ -5,6 +5,8 @@ Read with ``ast``, so a lazy import inside a function counts as much as one at t
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,11 @@ def test_checker_finds_an_upward_import(tmp_path: Path) -> None:
     (tmp_path / "storage" / "io.py").write_text("X = 1\n")
     (tmp_path / "models" / "net.py").write_text("def f():\n    from thpad.storage.io import X\n    return X\n")
     assert wrong_way_imports(tmp_path) == ["thpad.models.net -> thpad.storage.io"]
+
+
+def test_every_module_imports_in_a_fresh_interpreter() -> None:
+    """No import cycle and no import error anywhere, including modules no other test imports."""
+    names = sorted(project_modules(REPO))
+    code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
+    run = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, cwd="/")
+    assert run.returncode == 0, run.stderr[-3000:]

@@ -91,9 +91,6 @@ def warm_up_visual(net: ContrastiveNet, batches: Iterator[tuple[int, int, dict[s
              tracker, "warmup/lmk")
 
 
-ValBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images (N, 3, S, S), mels (N, 1, M, W), clips (N,)
-
-
 def training_state(net: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer, bank: MemoryBank,
                    step: int, cur_nsamples: int) -> dict[str, Any]:
     """What rank 0 stores in each checkpoint (everything shared by all ranks)."""

@@ -13,12 +13,13 @@ from torch import nn
 
 from thpad.models.contrastive_net import ContrastiveNet
 from thpad.pipelines.metrics.retrieval import retrieval_scores
-from thpad.pipelines.train.contrastive.loop import ValBatch
 from thpad.pipelines.train.frames import MEL_BINS_PER_FRAME, FrameSamplingConfig
 from thpad.storage.readers import iter_raw
 from thpad.storage.shards import MEL, decode_frames, load_npy
 from thpad.storage.uri import Storage
 from thpad.storage.windows import mel_window
+
+ValBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images (N, 3, S, S), mels (N, 1, M, W), clips (N,)
 
 
 def load_val_pairs(shards: Sequence[str], storage: Storage, num_pairs: int, frames_per_clip: int,
