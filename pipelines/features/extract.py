@@ -20,13 +20,12 @@ complete folder. A shard that fails does not stop the others; the run then raise
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 from collections import Counter
 from collections.abc import Mapping
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,17 +38,17 @@ from thpad.pipelines.ray_env import ensure_ray
 from thpad.storage.checkpoint import SnapshotError, load_snapshot
 from thpad.storage.features import ClipFeatures, feature_file_uri, info_uri, write_feature_file, write_info
 from thpad.storage.files import remove_partials
+from thpad.storage.fingerprint import HashingStream, bytes_fingerprint, stream_fingerprint
 from thpad.storage.manifest import list_shards, manifest_uri, read_manifest
+from thpad.storage.progress import read_record, record_uri, record_uris, write_record
 from thpad.storage.readers import iter_tar_samples, to_tensor
 from thpad.storage.shards import MEL, decode_frames, decode_meta, load_npy
-from thpad.storage.uri import Storage, StorageError, basename, is_s3, join
+from thpad.storage.uri import Storage, StorageError, basename, is_s3
 from thpad.storage.windows import mel_window
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1  # bump when the features of a frame change meaning (window, resize, ...): invalidates records
-PROGRESS_DIR = "progress"
 TRUTH_FIELDS = ("motion", "events")  # the sample corpus's truth kept with the features (not its landmarks)
-_READ_CHUNK = 1 << 20
 
 
 def encoder_state(snapshot: bytes, uri: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -107,28 +106,8 @@ def clip_features(key: str, members: Mapping[str, bytes], encoders: FeatureEncod
     return ClipFeatures(key, meta["identity"], meta["split"], np.concatenate(f_nl), np.concatenate(f_a), truth)
 
 
-class HashingStream:
-    """A read-only stream that hashes what passes through it (sha256)."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self.raw, self.digest = raw, hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
-        self.digest.update(data)
-        return data
-
-    def finish(self) -> str:
-        """Read what is left (the tar's end blocks) and return 16 hex digits of the whole content's hash."""
-        while self.read(_READ_CHUNK):
-            pass
-        return self.digest.hexdigest()[:16]
 
 
-def shard_hash(uri: str, storage: Storage) -> str:
-    """16 hex digits of sha256 over a shard's bytes (read in chunks, nothing decoded)."""
-    with storage.open_read(uri) as raw:
-        return HashingStream(raw).finish()
 
 
 def extract_shard(uri: str, split: str, encoders: FeatureEncoders, batch_frames: int, out: str,
@@ -146,7 +125,7 @@ def extract_shard(uri: str, split: str, encoders: FeatureEncoders, batch_frames:
 
 def progress_uri(out: str, split: str, shard: str) -> str:
     """``OUT/progress/{split}/{stem}.json``: the record of a finished shard."""
-    return join(out, PROGRESS_DIR, split, basename(shard).removesuffix(".tar") + ".json")
+    return record_uri(out, split, basename(shard).removesuffix(".tar"))
 
 
 def fingerprint(snapshot_hash: str, shard_digest: str) -> str:
@@ -156,11 +135,10 @@ def fingerprint(snapshot_hash: str, shard_digest: str) -> str:
 
 def finished_record(uri: str, split: str, out: str, snapshot_hash: str, storage: Storage) -> dict | None:
     """The shard's record when its feature file exists and the record matches the current inputs, else None."""
-    record_uri = progress_uri(out, split, uri)
-    if not (storage.exists(record_uri) and storage.exists(feature_file_uri(out, split, uri))):
+    record = read_record(progress_uri(out, split, uri), storage)
+    if record is None or not storage.exists(feature_file_uri(out, split, uri)):
         return None
-    record = json.loads(storage.read_bytes(record_uri))
-    return record if record.get("fingerprint") == fingerprint(snapshot_hash, shard_hash(uri, storage)) else None
+    return record if record.get("fingerprint") == fingerprint(snapshot_hash, stream_fingerprint(uri, storage)) else None
 
 
 def process_shard(uri: str, split: str, encoders: FeatureEncoders, cfg: FeaturesConfig, snapshot_hash: str,
@@ -174,7 +152,7 @@ def process_shard(uri: str, split: str, encoders: FeatureEncoders, cfg: Features
     # Only what the inputs determine (no time, no absolute path): the same inputs give the same folder bytes.
     record = {"fingerprint": fingerprint(snapshot_hash, digest), "shard": basename(uri), "split": split,
               "clips": clips, "frames": frames}
-    storage.write_bytes_atomic(progress_uri(cfg.out, split, uri), json.dumps(record, sort_keys=True).encode())
+    write_record(progress_uri(cfg.out, split, uri), record, storage)
     return {**record, "seconds": round(time.perf_counter() - start, 3), "resumed": False}
 
 
@@ -224,7 +202,7 @@ def read_encoders(cfg: FeaturesConfig, storage: Storage) -> tuple[dict[str, Any]
                          "extract_features.disentangle")
     data = storage.read_bytes(cfg.disentangle)
     config, state = encoder_state(data, cfg.disentangle)
-    return config, state, hashlib.sha256(data).hexdigest()[:16]
+    return config, state, bytes_fingerprint(data)
 
 
 def remove_stale(out: str, tasks: list[dict], storage: Storage) -> int:
@@ -233,11 +211,11 @@ def remove_stale(out: str, tasks: list[dict], storage: Storage) -> int:
     Only files with a record of ours are touched, so an ``out`` pointed at the wrong folder loses nothing else.
     """
     keep = {progress_uri(out, t["split"], t["shard"]) for t in tasks}
-    stale = [u for u in storage.list_files(join(out, PROGRESS_DIR), ".json") if u not in keep]
-    for record_uri in stale:
-        split, name = record_uri.rsplit("/", 2)[-2:]
+    stale = [u for u in record_uris(out, storage) if u not in keep]
+    for uri in stale:
+        split, name = uri.rsplit("/", 2)[-2:]
         storage.delete(feature_file_uri(out, split, name.removesuffix(".json") + ".tar"))
-        storage.delete(record_uri)
+        storage.delete(uri)
     return len(stale)
 
 

@@ -12,7 +12,6 @@ replaced under the same name, say) is rewritten, with an INFO line saying why.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 from collections import Counter
@@ -26,20 +25,21 @@ from thpad.pipelines.preprocess.config import PreprocessConfig
 from thpad.pipelines.preprocess.plan import ShardPlan, assign_splits, plan_shards
 from thpad.pipelines.ray_env import ensure_ray
 from thpad.storage.files import remove_partials
+from thpad.storage.fingerprint import bytes_fingerprint
 from thpad.storage.manifest import manifest_row, manifest_uri, rejects_uri, shard_uri, write_manifest, write_rejects
+from thpad.storage.progress import read_record, record_uri, write_record
 from thpad.storage.shards import ClipSample, write_shard
-from thpad.storage.uri import Storage, StorageError, is_s3, join
+from thpad.storage.uri import Storage, StorageError, is_s3
 from thpad.storage.voxceleb import SourceClip, discover
 
 log = logging.getLogger(__name__)
-PROGRESS_DIR = "progress"
 MISSING = "missing"  # the version of a local source that cannot be stat'ed
 
 
 def fingerprint(cfg: PreprocessConfig) -> str:
     """A hash of everything that changes the bytes of a shard (not workers, Ray or S3 settings)."""
     relevant = {k: v for k, v in to_dict(cfg).items() if k not in ("workers", "ray", "s3", "out")}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+    return bytes_fingerprint(json.dumps(relevant, sort_keys=True).encode())
 
 
 def source_uris(clip: SourceClip) -> list[str]:
@@ -66,7 +66,7 @@ def sources_digest(plan: ShardPlan, storage: Storage) -> str:
     """
     versions = {uri: _version(uri, storage) for clip in plan.clips for uri in source_uris(clip)}
     text = json.dumps({"plan": plan_to_json(plan), "versions": versions}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return bytes_fingerprint(text.encode())
 
 
 def stale_reason(record: dict, print_: str, sources: str) -> str | None:
@@ -108,10 +108,10 @@ def _samples(plan: ShardPlan, cfg: PreprocessConfig, storage: Storage, landmarke
 def process_shard(plan: ShardPlan, cfg: PreprocessConfig, storage: Storage, landmarker: Landmarker,
                   print_: str) -> dict:
     """Write one shard (unless its progress record matches the config and sources) and return the record."""
-    record_uri = join(cfg.out, PROGRESS_DIR, plan.name + ".json")
+    uri = record_uri(cfg.out, plan.name)
     sources = sources_digest(plan, storage)
-    if storage.exists(record_uri):
-        record = json.loads(storage.read_bytes(record_uri))
+    record = read_record(uri, storage)
+    if record is not None:
         stale = stale_reason(record, print_, sources)
         if stale is None:
             return {**record, "resumed": True}
@@ -122,7 +122,7 @@ def process_shard(plan: ShardPlan, cfg: PreprocessConfig, storage: Storage, land
                           shard_uri(cfg.out, plan.split, plan.index), storage, cfg.jpeg_quality)
     record = {"fingerprint": print_, "sources": sources, "shard": plan.name, "sha256": written.sha256,
               "manifest": rows, "rejects": rejects}
-    storage.write_bytes_atomic(record_uri, json.dumps(record, sort_keys=True).encode())
+    write_record(uri, record, storage)
     return {**record, "resumed": False}
 
 

@@ -51,3 +51,16 @@ class ScheduleParams:
             raise ValueError("ema_decay must be in [0, 1) and min_lr_ratio in [0, 1]")
         if self.log_every_samples < 1 or self.checkpoint_every_samples < 1:
             raise ValueError("log_every_samples and checkpoint_every_samples must be >= 1")
+
+
+def per_rank_batch(batch_size: int, num_workers: int, accum_rounds: int) -> int:
+    """Samples per rank per accumulation round: the global batch split evenly.
+
+    Raises:
+        ValueError: the batch does not split over ``num_workers`` ranks x ``accum_rounds`` rounds.
+    """
+    per_round = num_workers * accum_rounds
+    if batch_size % per_round:
+        raise ValueError(f"schedule.batch_size {batch_size} is not divisible by num_workers * accum_rounds = "
+                         f"{per_round}")
+    return batch_size // per_round

@@ -13,7 +13,6 @@ copied by the driver out of the last checkpoint, where rank 0 wrote it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -31,9 +30,9 @@ from torch import nn
 
 from thpad.codec import to_dict
 from thpad.pipelines.ray_env import RayConfig, ensure_ray
-from thpad.pipelines.train.config import ScalingParams, ScheduleParams
+from thpad.pipelines.train.config import ScalingParams, ScheduleParams, per_rank_batch
 from thpad.storage.checkpoint import atomic_torch_save, save_snapshot
-from thpad.storage.manifest import manifest_uri
+from thpad.storage.fingerprint import bytes_fingerprint
 from thpad.storage.tracking import StageRun, TrackingConfig, open_stage_run, resolve_tracking_config
 from thpad.storage.uri import S3Config, Storage, is_s3, join
 
@@ -81,26 +80,11 @@ def run_key(config: Mapping[str, Any], input_hashes: Mapping[str, str],
         _drop(kept, dotted)
     blob = json.dumps({"config": kept, "inputs": dict(input_hashes), "networks": dict(networks or {})},
                       sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return bytes_fingerprint(blob.encode())
 
 
-def shards_fingerprint(folder: str, storage: Storage) -> str:
-    """A content hash of a preprocess out folder: its manifest and its shard progress records.
-
-    The manifest names every clip, shard and frame count; the records carry the preprocessing config's
-    fingerprint and each shard's sha256, so a change that alters pixels but not the manifest (another
-    preprocessing config, or the same clip names re-rendered from changed sources) still changes the hash.
-    """
-    digest = hashlib.sha256(storage.read_bytes(manifest_uri(folder)))
-    for uri in sorted(storage.list_files(join(folder, "progress"), ".json")):
-        record = json.loads(storage.read_bytes(uri))
-        digest.update(f"{record.get('fingerprint', '')}:{record.get('sha256', '')}".encode())
-    return digest.hexdigest()[:16]
 
 
-def file_fingerprint(uri: str, storage: Storage) -> str:
-    """A content hash (16 hex digits) of one file, e.g. an earlier stage's snapshot."""
-    return hashlib.sha256(storage.read_bytes(uri)).hexdigest()[:16]
 
 
 def storage_root(work: str) -> str:
@@ -227,13 +211,6 @@ def kill_this_worker(reason: str, delay_s: float = KILL_DELAY_S) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def per_rank_batch(batch_size: int, world_size: int, accum_rounds: int) -> int:
-    """Samples per rank per accumulation round (the global batch split evenly)."""
-    if batch_size % (world_size * accum_rounds):
-        raise ValueError(f"batch {batch_size} does not split over {world_size} ranks x {accum_rounds} rounds")
-    return batch_size // (world_size * accum_rounds)
-
-
 def derive_seed(seed: int, rank: int, epoch: int) -> int:
     """A 32-bit seed from (run seed, rank, epoch), independent across the three."""
     return int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0])
@@ -314,11 +291,6 @@ def pretrain(parameters: list[nn.Parameter], loss_of: Callable[[dict[str, Any]],
         meter.add({key: loss.item()})
         if update % 10 == 0 or update == updates:
             tracker.log_metrics(meter.means(), update)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The network inside a DDP wrapper (or the network itself)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 @torch.no_grad()

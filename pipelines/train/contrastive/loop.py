@@ -41,9 +41,9 @@ from thpad.pipelines.train.harness import (
     resume,
     run_training,
     set_learning_rate,
-    shards_fingerprint,
 )
 from thpad.pipelines.train.landmark_motion import landmark_head, landmark_motion_loss
+from thpad.storage.fingerprint import shards_fingerprint
 from thpad.storage.manifest import identity_indices, list_shards, manifest_uri, read_manifest
 from thpad.storage.tracking import NullRun, StageRun, resume_stage_run
 from thpad.storage.uri import Storage

@@ -18,7 +18,7 @@ from thpad.models.memory_bank import MEMORY_BANK_PRESETS
 from thpad.models.talking_head import TALKING_HEAD_PRESETS
 from thpad.models.vgg import VGG_PRESETS
 from thpad.pipelines.ray_env import RayConfig
-from thpad.pipelines.train.config import ScalingParams, ScheduleParams
+from thpad.pipelines.train.config import ScalingParams, ScheduleParams, per_rank_batch
 from thpad.pipelines.train.disentangle.augment import AugmentConfig
 from thpad.pipelines.train.landmark_motion import LandmarkMotionParams
 from thpad.storage.tracking import TrackingConfig
@@ -183,7 +183,4 @@ class DisentangleConfig:
         if MEMORY_BANK_PRESETS[self.memory_bank].dim != feature_dim:
             raise ValueError(f"memory_bank {self.memory_bank!r} holds features of another width than "
                              f"model {self.model!r} ({feature_dim})")
-        per_round = self.scaling.num_workers * self.schedule.accum_rounds
-        if self.schedule.batch_size % per_round:
-            raise ValueError(f"schedule.batch_size {self.schedule.batch_size} is not divisible by "
-                             f"num_workers * accum_rounds = {per_round}")
+        per_rank_batch(self.schedule.batch_size, self.scaling.num_workers, self.schedule.accum_rounds)

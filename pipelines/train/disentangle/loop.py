@@ -76,16 +76,15 @@ from thpad.pipelines.train.harness import (
     crossed,
     ema_update,
     failing_rank,
-    file_fingerprint,
     gather_rows,
     init_worker,
     kill_this_worker,
     report_checkpoint,
     resume,
     run_training,
-    shards_fingerprint,
     step_with_averaged_gradients,
 )
+from thpad.storage.fingerprint import file_fingerprint, shards_fingerprint
 from thpad.storage.manifest import identity_indices, list_shards, manifest_uri, read_manifest
 from thpad.storage.tracking import NullRun, StageRun, resume_stage_run
 from thpad.storage.uri import Storage

@@ -27,9 +27,10 @@ from thpad.models.motion_prior import NormStats
 from thpad.pipelines.metrics.motion import motion_metrics, speed_correlation
 from thpad.pipelines.train.harness import run_training
 from thpad.pipelines.train.prior.config import PriorARConfig
-from thpad.pipelines.train.prior.data import ValWindows, check_features, features_fingerprint
+from thpad.pipelines.train.prior.data import ValWindows, check_features
 from thpad.pipelines.train.prior.figure import trajectory_figure
 from thpad.pipelines.train.prior.loop import MotionObjective, train_motion_prior
+from thpad.storage.fingerprint import features_fingerprint
 from thpad.storage.uri import Storage
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from thpad.models.autoregressive import AutoregressiveConfig
 from thpad.models.diffusion.process import DiffusionConfig
 from thpad.models.motion_denoiser import DENOISER_PRESETS
 from thpad.pipelines.ray_env import RayConfig
-from thpad.pipelines.train.config import ScalingParams, ScheduleParams
+from thpad.pipelines.train.config import ScalingParams, ScheduleParams, per_rank_batch
 from thpad.storage.tracking import TrackingConfig
 from thpad.storage.uri import S3Config
 
@@ -88,10 +88,7 @@ def check_prior_sizes(model: str, window: int, schedule: ScheduleParams, scaling
     if window > DENOISER_PRESETS[model].max_frames:
         raise ValueError(f"data.window {window} is longer than the {model!r} prior's max_frames "
                          f"{DENOISER_PRESETS[model].max_frames}")
-    per_round = scaling.num_workers * schedule.accum_rounds
-    if schedule.batch_size % per_round:
-        raise ValueError(f"schedule.batch_size {schedule.batch_size} is not divisible by "
-                         f"num_workers * accum_rounds = {per_round}")
+    per_rank_batch(schedule.batch_size, scaling.num_workers, schedule.accum_rounds)
 
 
 @dataclass(frozen=True)

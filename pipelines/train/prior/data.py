@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import torch
 from thpad.models.motion_prior import NormStats
 from thpad.pipelines.train.harness import derive_seed
 from thpad.storage.features import ClipFeatures, info_uri, list_feature_files, read_feature_file
-from thpad.storage.uri import Storage, basename
+from thpad.storage.uri import Storage
 
 SPLITS = ("train", "val")
 STD_FLOOR = 1e-6  # a channel whose std is below this is constant: it is centred, not scaled
@@ -41,14 +40,6 @@ def check_features(folder: str, storage: Storage) -> None:
                              "the priors train on the train split and validate on the val split")
 
 
-def features_fingerprint(folder: str, storage: Storage) -> str:
-    """A content hash (16 hex digits) of a features folder: its info.json and every train/val file's bytes."""
-    digest = hashlib.sha256(storage.read_bytes(info_uri(folder)))
-    for split in SPLITS:
-        for uri in list_feature_files(folder, split, storage):
-            digest.update(f"{split}/{basename(uri)}".encode())
-            digest.update(hashlib.sha256(storage.read_bytes(uri)).digest())
-    return digest.hexdigest()[:16]
 
 
 def read_clips(uris: Sequence[str], storage: Storage) -> list[ClipFeatures]:

@@ -22,9 +22,9 @@ from thpad.pipelines.features.config import FeaturesConfig
 from thpad.pipelines.features.extract import progress_uri, remove_stale, run_extract
 from thpad.pipelines.ray_env import RayConfig
 from thpad.pipelines.train.frames import MEL_BINS_PER_FRAME
-from thpad.pipelines.train.harness import file_fingerprint
 from thpad.storage.checkpoint import load_snapshot, save_snapshot
 from thpad.storage.features import feature_file_uri, list_feature_files, read_feature_file, read_info, read_split
+from thpad.storage.fingerprint import file_fingerprint
 from thpad.storage.manifest import list_shards, manifest_uri, read_manifest
 from thpad.storage.readers import iter_raw, to_tensor
 from thpad.storage.shards import MEL, decode_frames, decode_meta, load_npy

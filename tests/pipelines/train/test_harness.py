@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from thpad.pipelines.train.harness import shards_fingerprint
+from thpad.storage.fingerprint import shards_fingerprint
 from thpad.storage.manifest import manifest_uri
 from thpad.storage.uri import Storage, join
 

@@ -15,7 +15,6 @@ from thpad.pipelines.train.prior.data import (
     collate_windows,
     endless_windows,
     epoch_windows,
-    features_fingerprint,
     moments,
     normalise_clips,
     rank_clips,
@@ -24,6 +23,7 @@ from thpad.pipelines.train.prior.data import (
     val_windows,
 )
 from thpad.storage.features import ClipFeatures, list_feature_files, write_feature_file, write_info
+from thpad.storage.fingerprint import features_fingerprint
 from thpad.storage.uri import Storage
 
 N, A = 6, 4
