@@ -25,7 +25,7 @@ class ContrastiveNet(nn.Module):
         self.audio_encoder = AudioEncoder(audio)
         self.visual_encoder = VisualEncoder(visual)
         self.logit_scale = LogitScale(init_temperature)
-        # MLP_ol and MLP_nl belong to stage 2; frozen here so DDP does not wait for their gradients.
+        # MLP_ol and MLP_nl belong to stage 2; frozen here, so they have no gradient to average.
         self.visual_encoder.mlp_ol.requires_grad_(False)
         self.visual_encoder.mlp_nl.requires_grad_(False)
 

@@ -180,8 +180,8 @@ class MotionDenoiser(nn.Module):
     ) -> torch.Tensor:
         """Concatenate the per-frame inputs into (B, T, audio_dim + 2 * nl_dim + 1)."""
         B, T, _ = x_t.shape
-        # The null embedding always enters the graph (with zero gradient when nothing is dropped), so DDP
-        # never finds it unused.
+        # The null embedding always enters the graph (with zero gradient when nothing is dropped), so every
+        # rank has a gradient for it and the ranks' gradient averages cover the same parameters.
         if drop_cond is None:
             drop_cond = torch.zeros(B, dtype=torch.bool, device=x_t.device)
         assert_shape(drop_cond, (B,), "drop_cond")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -80,9 +81,21 @@ def ensure_ray(cfg: RayConfig) -> None:
         ray.init(address=address, runtime_env={"env_vars": env_vars}, log_to_driver=True)
         return
     temp_dir = _short_temp_dir()
-    ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, runtime_env={"env_vars": env_vars},
+    runtime_env = {"env_vars": env_vars, "worker_process_setup_hook": f"{__name__}.{quiet_local_worker.__name__}"}
+    ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, runtime_env=runtime_env,
              _temp_dir=temp_dir, configure_logging=True, logging_level="WARNING")
     atexit.register(_remove_local_ray, temp_dir)
+
+
+PG_CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+
+
+def quiet_local_worker() -> None:
+    """Ray's worker set-up hook on a local Ray. It starts without the dashboard, so the State API that Ray Train's
+    placement-group cleaner polls is absent: the cleaner would log a warning every second of every training stage.
+    Its job (freeing the placement group of a crashed controller) is moot on a Ray that this process stops at exit,
+    so its warnings are silenced; errors still show."""
+    logging.getLogger(PG_CLEANER_LOGGER).setLevel(logging.ERROR)
 
 
 def _remove_local_ray(temp_dir: str) -> None:

@@ -43,7 +43,7 @@ def run_command(cfg: DisentangleConfig, dry_run: bool = False) -> None:
         fail(str(err), EXIT_FAILED)
     m = result.metrics or {}
     probe = ", ".join(f"{t} {m[f'val/probe_nl/{t}']:.2f}/{m[f'val/probe_lip/{t}']:.2f}"
-                      for t in cfg.val.probe_targets if f"val/probe_nl/{t}" in m)
+                      for t in cfg.validation.probe_targets if f"val/probe_nl/{t}" in m)
     typer.echo(f"{STAGE}: {m.get('step', 0)} steps, {m.get('cur_nsamples', 0)} samples; val reconstruction L1 "
                f"{m.get('val/recon_l1', float('nan')):.3f} (PSNR {m.get('val/psnr', float('nan')):.1f} dB)"
                + (f"; motion probe r (non-lip/lip): {probe}" if probe else "") + f"; snapshot {cfg.out}")

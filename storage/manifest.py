@@ -37,7 +37,7 @@ MANIFEST_SCHEMA = pa.schema([
     pa.field("fps", pa.float32(), nullable=False),
     pa.field("duration_s", pa.float32(), nullable=False),  # num_frames / fps
     pa.field("sample_rate", pa.int32(), nullable=False),
-    pa.field("source", pa.string(), nullable=False),  # URI of the input video
+    pa.field("source", pa.string(), nullable=False),  # the input video, relative to the corpus root
     pa.field("schema_version", pa.int16(), nullable=False),  # shard schema the clip was written with
 ])
 

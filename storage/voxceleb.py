@@ -51,6 +51,7 @@ class SourceClip:
     audio_uri: str | None
     truth_uri: str | None
     group: str
+    source: str = ""  # the video's path relative to the corpus root: what shards and the manifest record
 
     @property
     def key(self) -> str:
@@ -91,7 +92,8 @@ def discover(root: str, storage: Storage) -> Discovery:
         audio = join(root, split, "aac", identity, video, name[:-4] + ".m4a")
         truth = uri[:-4] + ".json"
         clips.append(SourceClip(identity, video, name[:-4], split, uri, audio if audio in present else None,
-                                truth if truth in present else None, portraits.get(identity, identity)))
+                                truth if truth in present else None, portraits.get(identity, identity),
+                                _relative(root, uri)))
     return Discovery(tuple(clips), tuple(rejects))
 
 

@@ -82,7 +82,7 @@ def process_local(clip: SourceClip, video_path: Path, audio_path: Path | None, t
 def _meta(clip: SourceClip, decoded: DecodedVideo, num_frames: int, stats: TrackStats, truth: dict | None,
           index: np.ndarray, xforms: np.ndarray) -> dict:
     meta = {"identity": clip.identity, "video": clip.video, "utterance": clip.utterance,
-            "group": clip.group, "fps": 25, "num_frames": num_frames, "source": clip.video_uri,
+            "group": clip.group, "fps": 25, "num_frames": num_frames, "source": clip.source or clip.video_uri,
             "source_fps": decoded.fps, "source_size": list(decoded.frames.shape[1:3]),
             "detection": dataclasses.asdict(stats)}
     if truth is not None:

@@ -192,8 +192,8 @@ def endless_batches(dataset: FrameDataset, batch_size: int, num_workers: int, ep
                     skip: int) -> Iterator[tuple[int, int, dict[str, Any]]]:
     """Batches forever, epoch after epoch, as (epoch, batches taken in that epoch, batch).
 
-    Ranks may hold different numbers of samples, so no rank may stop at its epoch end (DDP would hang);
-    ``skip`` batches of the first epoch are drawn and dropped, which replays the data position exactly.
+    Ranks may hold different numbers of samples, so no rank may stop at its epoch end (the gradient all-reduce
+    would hang); ``skip`` batches of the first epoch are drawn and dropped, which replays the data position exactly.
     """
     while True:
         dataset.set_epoch(epoch)

@@ -237,7 +237,7 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-# Networks: EMA and DDP unwrapping.
+# Networks: EMA.
 
 class Meter:
     """Running means of scalars between two log ticks."""
@@ -260,8 +260,12 @@ class Meter:
 def step_with_averaged_gradients(optimizer: torch.optim.Optimizer, world_size: int, grad_clip: float) -> float:
     """All-reduce (mean) the gradients of the optimizer's parameters that have one, clip, step, zero.
 
-    StyleGAN3's data parallelism: one flat all-reduce per phase. Every rank runs the same code path, so the
-    same parameters have gradients everywhere. Returns the global gradient norm before clipping.
+    StyleGAN3's data parallelism: one flat all-reduce per update, the only gradient averaging of thpad (every
+    training stage and E_v's pretrainings). DDP's hooks fit neither stage 2's G step, whose backward runs through a
+    frozen D, nor its phase two's frozen encoders; one mechanism everywhere keeps the stages' loops alike and a
+    1-rank run the same code as an N-rank one. The cost: no overlap of the all-reduce with the backward pass, which
+    matters only for large networks on many GPUs. Every rank runs the same code path, so the same parameters have
+    gradients everywhere. Returns the global gradient norm before clipping.
     """
     params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     if world_size > 1 and params:

@@ -24,3 +24,17 @@ def test_a_local_ray_removes_its_session_folder_at_exit() -> None:
         assert done.returncode == 0, done.stderr[-2000:]
         assert "DURING 1" in done.stdout and "TASK 42" in done.stdout
         assert list(Path(parent).iterdir()) == []
+
+
+def test_local_workers_silence_only_the_placement_group_cleaners_warnings() -> None:
+    import logging
+
+    from thpad.pipelines.ray_env import PG_CLEANER_LOGGER, quiet_local_worker
+
+    logger = logging.getLogger(PG_CLEANER_LOGGER)
+    before = logger.level
+    try:
+        quiet_local_worker()
+        assert not logger.isEnabledFor(logging.WARNING) and logger.isEnabledFor(logging.ERROR)
+    finally:
+        logger.setLevel(before)

@@ -20,21 +20,29 @@ from thpad.storage.uri import S3Config
 
 @dataclass(frozen=True)
 class ContrastiveDataParams:
-    """What the stage reads: training frames drawn per clip, and a fixed validation batch.
-
-    Validation takes ``val_frames_per_clip`` evenly spaced frames from each of the first val clips
-    until ``val_pairs`` (audio window, frame) pairs are collected: N of the retrieval accuracy.
-    """
+    """What the stage reads: training frames drawn per clip."""
 
     samples_per_clip: int
     shuffle_buffer: int
     loader_workers: int
-    val_pairs: int
-    val_frames_per_clip: int
 
     def __post_init__(self) -> None:
-        if self.samples_per_clip < 1 or self.val_pairs < 5 or self.val_frames_per_clip < 1:
-            raise ValueError("samples_per_clip >= 1, val_pairs >= 5 (top-5) and val_frames_per_clip >= 1")
+        if self.samples_per_clip < 1:
+            raise ValueError("samples_per_clip must be >= 1")
+
+
+@dataclass(frozen=True)
+class ContrastiveValidationParams:
+    """The fixed validation batch: ``frames_per_clip`` evenly spaced frames from each of the first val clips
+    until ``pairs`` (audio window, frame) pairs are collected, N of the retrieval accuracy. Outside the run key,
+    as every stage's ``validation``."""
+
+    pairs: int
+    frames_per_clip: int
+
+    def __post_init__(self) -> None:
+        if self.pairs < 5 or self.frames_per_clip < 1:
+            raise ValueError("validation needs pairs >= 5 (top-5) and frames_per_clip >= 1")
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ class ContrastiveConfig:
     init_temperature: float
     landmark_motion: LandmarkMotionParams
     data: ContrastiveDataParams
+    validation: ContrastiveValidationParams
     schedule: ScheduleParams
     scaling: ScalingParams
     shards: str

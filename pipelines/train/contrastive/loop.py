@@ -2,7 +2,7 @@
 the CLIP-style loss L_cl (TH-PAD supplement §I.3; docs/paper-notes.md §1.5). The audio window and the frame of the
 same clip and time are a positive pair; the other pairs of the batch, and the audio features of past
 batches held in the memory bank MB, are the negatives. Validation: audio→frame retrieval on val pairs.
-Before L_cl, on a fresh start, E_v can warm up on the mouth's landmark motion (``warm_up_visual``), our
+Before L_cl, on a fresh start, E_v can be pretrained on the mouth's landmark motion (``pretrain_visual``), our
 stand-in for the paper's pretrained E_v.
 """
 
@@ -12,7 +12,6 @@ import copy
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -41,6 +40,7 @@ from thpad.pipelines.train.harness import (
     resume,
     run_training,
     set_learning_rate,
+    step_with_averaged_gradients,
 )
 from thpad.pipelines.train.landmark_motion import landmark_head, landmark_motion_loss
 from thpad.storage.fingerprint import shards_fingerprint
@@ -71,13 +71,13 @@ def frame_sampling(cfg: ContrastiveConfig) -> FrameSamplingConfig:
                                closure_min_std=warmup.closure_min_std)
 
 
-def warm_up_visual(net: ContrastiveNet, batches: Iterator[tuple[int, int, dict[str, Any]]], cfg: ContrastiveConfig,
+def pretrain_visual(net: ContrastiveNet, batches: Iterator[tuple[int, int, dict[str, Any]]], cfg: ContrastiveConfig,
                    device: torch.device, world_size: int, tracker: StageRun) -> None:
     """E_v's warm-up before L_cl (``landmark_motion.pretrain_samples``; our stand-in for the paper's pretrained
     E_v): the backbone and a linear head on f_v regress each frame's landmark motion within its clip (the
     mouth's by default), under Adam at ``pretrain_lr`` with gradients averaged over the ranks. From random
     weights, L_cl alone can idle at clip recognition for most of the stage before E_v finds the mouth
-    (docs/training-notes.md §3.2). The head is dropped afterwards. Logs ``warmup/lmk`` every 10 updates (rank 0's
+    (docs/training-notes.md §3.2). The head is dropped afterwards. Logs ``pretrain/lmk`` every 10 updates (rank 0's
     tracker)."""
     p, visual = cfg.landmark_motion, net.visual_encoder
     head = landmark_head(visual.cfg.feature_dim, p).to(device)
@@ -88,7 +88,7 @@ def warm_up_visual(net: ContrastiveNet, batches: Iterator[tuple[int, int, dict[s
 
     pretrain([*visual.backbone.parameters(), *head.parameters()], loss_of, batches,
              -(-p.pretrain_samples // cfg.schedule.batch_size), p.pretrain_lr, world_size, cfg.schedule.grad_clip,
-             tracker, "warmup/lmk")
+             tracker, "pretrain/lmk")
 
 
 def training_state(net: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer, bank: MemoryBank,
@@ -100,8 +100,6 @@ def training_state(net: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimi
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """One Ray Train worker of stage 1, in EDM's order. ``config``: see ``harness.run_training``."""
-    import ray.train
-    import ray.train.torch
 
     # Initialise.
     cfg = from_dict(ContrastiveConfig, config["cfg"])
@@ -116,8 +114,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     dataset = FrameDataset(list_shards(cfg.shards, "train", storage), storage, sampling, identities, rank, world_size)
     val = None
     if lead:
-        val = load_val_pairs(list_shards(cfg.shards, "val", storage), storage, cfg.data.val_pairs,
-                             cfg.data.val_frames_per_clip, sampling)
+        val = load_val_pairs(list_shards(cfg.shards, "val", storage), storage, cfg.validation.pairs,
+                             cfg.validation.frames_per_clip, sampling)
 
     # Construct networks.
     log.info("Constructing networks (%s preset)...", cfg.model)
@@ -136,10 +134,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     batches = endless_batches(dataset, batch_gpu, cfg.data.loader_workers, epoch, position)
     tracker = resume_stage_run(cfg.tracking, config["run_id"]) if lead else NullRun()
     if fresh_start and cfg.landmark_motion.pretrain_samples > 0:
-        log.info("Warming E_v up on landmark motion for %d samples...", cfg.landmark_motion.pretrain_samples)
-        warm_up_visual(net, batches, cfg, device, world_size, tracker)
+        log.info("Pretraining E_v on L_lmk for %d samples...", cfg.landmark_motion.pretrain_samples)
+        pretrain_visual(net, batches, cfg, device, world_size, tracker)
         ema_update(ema, net, 0.0)  # the EMA starts from the warmed-up E_v
-    model = ray.train.torch.prepare_model(net)  # DDP when world_size > 1
     if not fresh_start:
         tracker.log_metrics({"progress/resumed_from_nsamples": cur_nsamples}, step)
 
@@ -150,24 +147,21 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         # Accumulate gradients.
         optimizer.zero_grad(set_to_none=True)
         losses = []
-        for round_idx in range(s.accum_rounds):
+        for _ in range(s.accum_rounds):
             epoch, position, batch = next(batches)
             mel = batch["mel"].to(device)[:, None]  # (b, 1, n_mels, n_frames)
             image = batch["image"].to(device)  # (b, 3, S, S)
-            sync_now = round_idx == s.accum_rounds - 1 or world_size == 1
-            with nullcontext() if sync_now else model.no_sync():
-                with autocast:
-                    f_a, f_cl, scale = model(mel, image)  # (b, D), (b, D), ()
-                loss = info_nce_loss(f_cl.float(), f_a.float(), scale, bank.negatives())
-                (loss / s.accum_rounds).backward()
+            with autocast:
+                f_a, f_cl, scale = net(mel, image)  # (b, D), (b, D), ()
+            loss = info_nce_loss(f_cl.float(), f_a.float(), scale, bank.negatives())
+            (loss / s.accum_rounds).backward()
             bank.push(gather_rows(f_a.detach().float(), world_size))  # all ranks' audio features, rank order
             losses.append(loss.item())
 
         # Update weights.
         lr = learning_rate(cur_nsamples, s)
         set_learning_rate(optimizer, lr)
-        grad_norm = nn.utils.clip_grad_norm_(params, s.grad_clip if s.grad_clip > 0 else float("inf"))
-        optimizer.step()
+        grad_norm = step_with_averaged_gradients(optimizer, world_size, s.grad_clip)
         ema_update(ema, net, s.ema_decay)
         prev_nsamples, cur_nsamples, step = cur_nsamples, cur_nsamples + s.batch_size, step + 1
         done = cur_nsamples >= s.total_samples

@@ -113,7 +113,7 @@ class DisentangleDataParams:
 
 
 @dataclass(frozen=True)
-class DisentangleValParams:
+class DisentangleValidationParams:
     """The fixed validation set (rank 0, EMA networks), read from the first ``clips`` val clips.
 
     ``frames_per_clip`` evenly spaced frames per clip feed the probe (f_nl and f_l against the corpus's
@@ -131,11 +131,11 @@ class DisentangleValParams:
 
     def __post_init__(self) -> None:
         if self.clips < self.probe_folds or self.probe_folds < 2:
-            raise ValueError(f"val.clips ({self.clips}) must be >= probe_folds ({self.probe_folds}) >= 2")
+            raise ValueError(f"validation.clips ({self.clips}) must be >= probe_folds ({self.probe_folds}) >= 2")
         if not 1 <= self.recon_frames_per_clip <= self.frames_per_clip or self.grid_rows < 1:
-            raise ValueError("val needs 1 <= recon_frames_per_clip <= frames_per_clip and grid_rows >= 1")
+            raise ValueError("validation needs 1 <= recon_frames_per_clip <= frames_per_clip and grid_rows >= 1")
         if self.probe_ridge <= 0:
-            raise ValueError(f"val.probe_ridge must be > 0, got {self.probe_ridge}")
+            raise ValueError(f"validation.probe_ridge must be > 0, got {self.probe_ridge}")
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ class DisentangleConfig:
     feature_losses: FeatureLossParams
     augment: AugmentConfig
     data: DisentangleDataParams
-    val: DisentangleValParams
+    validation: DisentangleValidationParams
     schedule: ScheduleParams
     scaling: ScalingParams
     contrastive: str

@@ -72,7 +72,7 @@ def clip_truth(meta: Mapping[str, Any], key: str, frames: np.ndarray, targets: S
     missing = [t for t in targets if t not in motion]
     if missing:
         raise StageInputError(f"val clip {key!r}: truth has no {missing} (known: {sorted(motion)}); "
-                              "fix train_disentangle.val.probe_targets")
+                              "fix train_disentangle.validation.probe_targets")
     return {t: np.asarray(motion[t], np.float64)[frames] for t in targets}
 
 
@@ -88,9 +88,9 @@ def identity_partners(num_frames: int, frame: int, count: int, min_distance: int
 
 def load_val_set(shards: Sequence[str], storage: Storage, cfg: DisentangleConfig,
                  sampling: FrameSamplingConfig) -> ValSet:
-    """Evenly spaced frames of the first ``val.clips`` val clips, with mel windows, truth and, for
+    """Evenly spaced frames of the first ``validation.clips`` val clips, with mel windows, truth and, for
     ``val.recon_frames_per_clip`` of them per clip, identity frames drawn as in training (seeded)."""
-    v, half, k = cfg.val, sampling.frames_per_window // 2, sampling.num_identity_frames
+    v, half, k = cfg.validation, sampling.frames_per_window // 2, sampling.num_identity_frames
     rng = np.random.default_rng([cfg.schedule.seed, 2])
     images, mels, clips, frame_ids, truths, recon_rows, identity = [], [], [], [], [], [], []
     for index, (key, members) in enumerate(iter_raw(shards, storage)):

@@ -20,8 +20,8 @@ Where the paper is silent, what we chose:
   (f_v detached): stage 1 made the backbone audio-aligned and nearly blind to pose, and L_cl would keep
   pulling it there while reconstruction is to teach it pose.
 - Order and parallelism. Each update is a D step then a G step on the same fakes (with several accumulation
-  rounds the G step recomputes them). Gradients are averaged by hand per step, as StyleGAN3 does, instead of
-  DDP, whose hooks fit neither the G step's backward through a frozen D nor phase two's frozen encoders.
+  rounds the G step recomputes them). Gradients are averaged by hand per step, as in every stage
+  (``harness.step_with_averaged_gradients``).
 - Phase two ("after the 40k-th step, we freeze other modules and train only G and D"): from
   ``phase_two.start_samples`` the encoders are frozen and in eval mode (BatchNorm statistics fixed), and G and
   D follow the ``phase_two`` schedule. Frozen modules always run in eval mode.

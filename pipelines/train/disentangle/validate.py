@@ -60,12 +60,12 @@ def validate(ema: TalkingHead, val: ValSet | None,
     if val.truth is not None:
         f_l = torch.cat([ema.encode_audio(m.to(device))[1].cpu() for m in val.mels.split(VAL_CHUNK)])  # (N, lip)
         for name, feats in (("nl", f_nl), ("lip", f_l)):
-            pred, truth = probe_predictions(feats.double().numpy(), val.truth, val.groups, cfg.val.probe_folds,
-                                            cfg.val.probe_ridge, within_groups=True)  # (N, T) each
+            pred, truth = probe_predictions(feats.double().numpy(), val.truth, val.groups, cfg.validation.probe_folds,
+                                            cfg.validation.probe_ridge, within_groups=True)  # (N, T) each
             targets = list(val.truth)
             metrics |= {f"val/probe_{name}/{t}": pearson(pred[:, i], truth[:, i]) for i, t in enumerate(targets)}
             metrics |= {f"val/partial_{name}/{t}": r for t, r in partial_correlations(pred, truth, targets).items()}
-    rows = np.unique(np.linspace(0, len(real) - 1, min(cfg.val.grid_rows, len(real))).round().astype(int))
+    rows = np.unique(np.linspace(0, len(real) - 1, min(cfg.validation.grid_rows, len(real))).round().astype(int))
     grid = torch.stack([val.identity[rows, 0], real[rows], recon[rows]], dim=1)  # (R', 3, 3, S, S)
     return metrics, grid
 

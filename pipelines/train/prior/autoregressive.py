@@ -37,17 +37,6 @@ log = logging.getLogger(__name__)
 STAGE = "train_prior_ar"
 
 
-class ConfiguredNet:
-    """A (DDP-wrapped) network as ``ar_training_loss`` wants it: callable, with the network's ``cfg``
-    (DDP does not forward attributes of the module it wraps)."""
-
-    def __init__(self, model: nn.Module, cfg: MotionDenoiserConfig) -> None:
-        self.model, self.cfg = model, cfg
-
-    def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        return self.model(*args, **kwargs)
-
-
 @torch.no_grad()
 def validate_ar(ema: nn.Module, val: ValWindows | None, norm: NormStats) -> tuple[dict[str, float], list[np.ndarray]]:
     """``val/{fd,fd_vel,speed_corr,gesture}`` of the AR samples, ``val/gesture_truth``, and the samples
@@ -71,7 +60,7 @@ def objective(cfg: PriorARConfig) -> MotionObjective:
 
     def loss(model: nn.Module, denoiser: MotionDenoiserConfig, x0: torch.Tensor, audio: torch.Tensor,
              valid: torch.Tensor) -> Mapping[str, torch.Tensor]:
-        return ar_training_loss(ConfiguredNet(model, denoiser), cfg.autoregressive, x0, audio, valid)
+        return ar_training_loss(model, cfg.autoregressive, x0, audio, valid)
 
     def figure(val: ValWindows, samples: Any, step: int) -> Figure:
         shown = v.figure_clips

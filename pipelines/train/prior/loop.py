@@ -14,7 +14,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -37,6 +36,7 @@ from thpad.pipelines.train.harness import (
     report_checkpoint,
     resume,
     set_learning_rate,
+    step_with_averaged_gradients,
 )
 from thpad.pipelines.train.prior.data import (
     MotionClip,
@@ -123,8 +123,6 @@ def save(metrics: Mapping[str, float], progress: Progress, rank: int, net: nn.Mo
 def train_motion_prior(cfg: Any, config: Mapping[str, Any], objective: MotionObjective) -> None:
     """One Ray Train worker of a motion prior. ``cfg``: a ``PriorConfig`` or ``PriorARConfig``; ``config``: see
     ``harness.run_training``."""
-    import ray.train
-    import ray.train.torch
 
     # Initialise.
     s, v, w = cfg.schedule, cfg.validation, init_worker(cfg.schedule, cfg.s3)  # same initial weights on every rank
@@ -147,7 +145,6 @@ def train_motion_prior(cfg: Any, config: Mapping[str, Any], objective: MotionObj
     # Set up the optimizer, resume.
     optimizer = torch.optim.Adam(net.parameters(), lr=s.lr)
     progress = resume(rank, s.seed, {"model": net, "ema": ema, "optimizer": optimizer}, "position")
-    model = ray.train.torch.prepare_model(net)  # DDP when world_size > 1
     batches = endless_windows(clips, cfg.data.window, batch_gpu, s.seed, rank, progress.epoch, progress.position)
     tracker: StageRun = resume_stage_run(cfg.tracking, config["run_id"]) if lead else NullRun()
     if progress.resumed:
@@ -160,21 +157,18 @@ def train_motion_prior(cfg: Any, config: Mapping[str, Any], objective: MotionObj
         # Accumulate gradients.
         optimizer.zero_grad(set_to_none=True)
         terms: list[dict[str, float]] = []
-        for round_idx in range(s.accum_rounds):
+        for _ in range(s.accum_rounds):
             progress.epoch, progress.position, batch = next(batches)
             x0, audio, valid = (batch[k].to(device) for k in ("x0", "audio", "valid"))  # (b, W, N), (b, W, A), (b, W)
-            sync_now = round_idx == s.accum_rounds - 1 or world_size == 1
-            with nullcontext() if sync_now else model.no_sync():
-                with autocast:
-                    losses = objective.loss(model, denoiser, x0, audio, valid)
-                (losses["loss"] / s.accum_rounds).backward()
+            with autocast:
+                losses = objective.loss(net, denoiser, x0, audio, valid)
+            (losses["loss"] / s.accum_rounds).backward()
             terms.append({k: float(t.detach()) for k, t in losses.items()})
 
         # Update weights.
         lr = learning_rate(progress.cur_nsamples, s)
         set_learning_rate(optimizer, lr)
-        grad_norm = nn.utils.clip_grad_norm_(net.parameters(), s.grad_clip if s.grad_clip > 0 else float("inf"))
-        optimizer.step()
+        grad_norm = step_with_averaged_gradients(optimizer, world_size, s.grad_clip)
         ema_update(ema, net, s.ema_decay)
         prev_nsamples = progress.cur_nsamples
         progress.cur_nsamples, progress.step = progress.cur_nsamples + s.batch_size, progress.step + 1

@@ -15,7 +15,11 @@ from thpad.codec import to_dict
 from thpad.models.contrastive_net import build_net
 from thpad.pipelines.ray_env import RayConfig
 from thpad.pipelines.train.config import ScalingParams, ScheduleParams
-from thpad.pipelines.train.contrastive.config import ContrastiveConfig, ContrastiveDataParams
+from thpad.pipelines.train.contrastive.config import (
+    ContrastiveConfig,
+    ContrastiveDataParams,
+    ContrastiveValidationParams,
+)
 from thpad.pipelines.train.contrastive.loop import net_config, train_contrastive
 from thpad.pipelines.train.harness import STATE_FILE, learning_rate, run_key
 from thpad.pipelines.train.landmark_motion import LandmarkMotionParams
@@ -42,8 +46,8 @@ def make_config(shards: str, root: Path, work: str, total_steps: int, max_failur
         model="tiny", memory_bank="tiny", init_temperature=0.07,
         landmark_motion=LandmarkMotionParams(points=(48, 68), min_std=0.25, pretrain_samples=WARMUP_STEPS * BATCH,
                                              pretrain_lr=1e-3),
-        data=ContrastiveDataParams(samples_per_clip=4, shuffle_buffer=4, loader_workers=0, val_pairs=8,
-                                   val_frames_per_clip=8),
+        data=ContrastiveDataParams(samples_per_clip=4, shuffle_buffer=4, loader_workers=0),
+        validation=ContrastiveValidationParams(pairs=8, frames_per_clip=8),
         schedule=schedule, scaling=ScalingParams(num_workers=2, use_gpu=False, cpus_per_worker=1),
         shards=shards, work=str(root / work), out=str(root / work / "snapshot.pt"), tracking=tracking,
         s3=S3Config(), ray=RayConfig(address="", num_cpus=2))
@@ -94,7 +98,7 @@ def test_two_workers_write_snapshot_and_mlflow_run(straight) -> None:
     assert run.info.status == "FINISHED" and run.data.tags[TAG_PARENT_RUN]
     assert run.data.params["schedule.batch_size"] == str(BATCH) and run.data.params["model"] == "tiny"
     assert metric_steps(client, run.info.run_id, "train/loss") == list(range(1, STEPS + 1))
-    assert metric_steps(client, run.info.run_id, "warmup/lmk") == [WARMUP_STEPS]  # logged at its last update
+    assert metric_steps(client, run.info.run_id, "pretrain/lmk") == [WARMUP_STEPS]  # logged at its last update
     for key in ("val_ema/top1", "val_ema/top5", "val_ema/sync_top1", "val_ema/sync_pairwise", "val/top1", "train/lr",
                 "train/samples_per_s"):
         assert key in run.data.metrics, key
@@ -176,7 +180,7 @@ def test_retrieval_scores_count_all_pairs_and_same_clip_pairs() -> None:
 
 
 def test_warm_up_fits_the_backbone_to_landmark_motion_and_leaves_the_rest(tmp_path) -> None:
-    from thpad.pipelines.train.contrastive.loop import warm_up_visual
+    from thpad.pipelines.train.contrastive.loop import pretrain_visual
     from thpad.storage.tracking import NullRun
 
     class Recorder(NullRun):
@@ -201,8 +205,8 @@ def test_warm_up_fits_the_backbone_to_landmark_motion_and_leaves_the_rest(tmp_pa
 
     before = {k: v.clone() for k, v in net.state_dict().items()}
     tracker = Recorder()
-    warm_up_visual(net, ((0, i, batch()) for i in range(60)), cfg, torch.device("cpu"), 1, tracker)
-    steps, losses = [s for s, _ in tracker.logged], [m["warmup/lmk"] for _, m in tracker.logged]
+    pretrain_visual(net, ((0, i, batch()) for i in range(60)), cfg, torch.device("cpu"), 1, tracker)
+    steps, losses = [s for s, _ in tracker.logged], [m["pretrain/lmk"] for _, m in tracker.logged]
     assert steps == [10, 20, 30, 40, 50, 60]
     assert losses[-1] < 0.5 * losses[0], losses  # the backbone learned what the targets need
     moved = {k for k, v in net.state_dict().items() if not torch.equal(v, before[k])}
