@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-PROBE = ("import ray; from pipelines.ray_env import RayConfig, ensure_ray; "
+PROBE = ("import ray; from thpad.pipelines.ray_env import RayConfig, ensure_ray; "
          "ensure_ray(RayConfig(address='', num_cpus=1)); "
          "import os; print('DURING', len(os.listdir(os.environ['THPAD_RAY_TMP']))); "
          "print('TASK', ray.get(ray.remote(lambda: 41 + 1).remote()))")
