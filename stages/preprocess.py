@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 
 
 def preprocess(
-    src: str | None = typer.Argument(None, help="Corpus root, local or s3:// (default: preprocess.source)."),
-    out: str | None = typer.Argument(None, help="Output folder, local or s3:// (default: preprocess.out)."),
-    workers: int | None = typer.Option(None, help="Ray workers (params: preprocess.workers)."),
+    src: str | None = typer.Argument(None, help="Corpus root, local or s3:// (default: paths.corpus)."),
+    out: str | None = typer.Argument(None, help="Output folder, local or s3:// (default: paths.preprocessed)."),
+    workers: int | None = typer.Option(None, help="Ray workers (params: runtime.workers.preprocess)."),
     strict: bool = typer.Option(False, "--strict", help="Exit with status 3 when any input was refused."),
     params: Path = PARAMS_OPTION,
     dry_run: bool = DRY_RUN_OPTION,

@@ -21,7 +21,7 @@ def sample_corpus(
     clips: int | None = typer.Option(None, help="Clips per identity (params: corpus.clips)."),
     seconds: float | None = typer.Option(None, help="Seconds per clip (params: corpus.seconds)."),
     seed: int | None = typer.Option(None, help="Random seed (params: corpus.seed)."),
-    workers: int | None = typer.Option(None, help="Worker processes (params: corpus.workers)."),
+    workers: int | None = typer.Option(None, help="Worker processes (params: runtime.workers.corpus)."),
     params: Path = PARAMS_OPTION,
     dry_run: bool = DRY_RUN_OPTION,
 ) -> None:

@@ -25,14 +25,14 @@ from thpad.storage.uri import Storage, StorageError
 def train_contrastive(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None:
     """Train the audio encoder E_a and the visual encoder E_v (+MLP_cl) with the CLIP-style loss, after E_v's
     warm-up on the mouth's landmark motion (train_contrastive.landmark_motion); writes the EMA snapshot to
-    train_contrastive.out. A rerun with the same config and data resumes its training state."""
+    paths.contrastive. A rerun with the same config and data resumes its training state."""
     cfg = with_absolute_paths(read_params(params).train_contrastive, "shards", "work", "out")
     if dry_run:
         print_dry_run(cfg)
         return
     if not Storage(cfg.s3).exists(manifest_uri(cfg.shards)):
         fail(f"no preprocessed data at {cfg.shards} (no manifest.parquet); run `thpad preprocess` or "
-             "`dvc repro preprocess` first, or fix train_contrastive.shards", EXIT_CONFIG)
+             "`dvc repro preprocess` first, or fix paths.preprocessed", EXIT_CONFIG)
     try:
         result = run_stage(cfg)
     except StorageError as err:

@@ -25,7 +25,7 @@ from thpad.storage.uri import StorageError
 
 def train_disentangle(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None:
     """Train the non-lip space: E_id, E_v (+MLP_ol/MLP_nl), MLP_a2l, G and D from the stage-1 snapshot; writes the
-    EMA talking head to train_disentangle.out. A rerun with the same config and inputs resumes its training state."""
+    EMA talking head to paths.disentangle. A rerun with the same config and inputs resumes its training state."""
     cfg = with_absolute_paths(read_params(params).train_disentangle, "shards", "contrastive", "work", "out")
     run_command(cfg, dry_run)
 

@@ -22,14 +22,14 @@ from thpad.storage.uri import Storage
 
 def train_prior(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None:
     """Train the diffusion prior P_a2nl on the extracted f_nl / f_a sequences (condition dropout, mask editing,
-    velocity loss); writes the EMA snapshot to train_prior.out. A rerun with the same config and features
+    velocity loss); writes the EMA snapshot to paths.prior. A rerun with the same config and features
     resumes its training state; the validation block may change freely."""
     cfg = with_absolute_paths(read_params(params).train_prior, "features", "work", "out")
     if dry_run:
         print_dry_run(cfg)
         return
     m = run_checked(lambda: run_stage(cfg), lambda: check_features(cfg.features, Storage(cfg.s3)),
-                    f"{STAGE}.features")
+                    "paths.features")
     s = f"{cfg.validation.guidance:g}"
     fd = {k: m.get(f"val/{k}", float("nan")) for k in (f"fd_s{s}", "fd_s0", f"fd_vel_s{s}", "fd_vel_s0")}
     rescale = f" (rescale {cfg.validation.guidance_rescale:g})" if cfg.validation.guidance_rescale else ""

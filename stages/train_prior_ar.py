@@ -22,13 +22,13 @@ from thpad.storage.uri import Storage
 
 def train_prior_ar(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None:
     """Train the auto-regressive prior (causal transformer, next-frame MSE) on the extracted f_nl / f_a
-    sequences; writes the EMA snapshot to train_prior_ar.out. A rerun with the same config and features resumes."""
+    sequences; writes the EMA snapshot to paths.prior_ar. A rerun with the same config and features resumes."""
     cfg = with_absolute_paths(read_params(params).train_prior_ar, "features", "work", "out")
     if dry_run:
         print_dry_run(cfg)
         return
     m = run_checked(lambda: run_stage(cfg), lambda: check_features(cfg.features, Storage(cfg.s3)),
-                    f"{STAGE}.features")
+                    "paths.features")
     typer.echo(f"{STAGE}: {m.get('step', 0)} steps, {m.get('cur_nsamples', 0)} samples; val FD of f_nl "
                f"{m.get('val/fd', float('nan')):.3g} (velocity {m.get('val/fd_vel', float('nan')):.3g}); "
                f"snapshot {cfg.out}")

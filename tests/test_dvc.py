@@ -34,7 +34,7 @@ def dvc_repo(tmp_path_factory, ray_head) -> tuple[Path, dict]:
         else:
             shutil.copy2(src, root / name)
     params = yaml.safe_load((REPO / "profiles" / "micro.yaml").read_text())
-    params["corpus"]["workers"] = 1
+    params["runtime"]["workers"]["corpus"] = 1
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     bindir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": bindir + os.pathsep + os.environ["PATH"], "DVC_NO_ANALYTICS": "1",

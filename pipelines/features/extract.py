@@ -61,7 +61,7 @@ def encoder_state(snapshot: bytes, uri: str) -> tuple[dict[str, Any], dict[str, 
         model = load_snapshot(snapshot, build_talking_head)
     except SnapshotError as err:
         raise ValueError(f"{uri}: not a TalkingHead snapshot ({err}); rerun train_disentangle or point "
-                         "extract_features.disentangle at its output") from err
+                         "paths.disentangle at its output") from err
     keep = ("visual_encoder.", "audio_encoder.")
     state = {k: v for k, v in model.state_dict().items() if k.startswith(keep)}
     return to_dict(model.cfg), state
@@ -185,7 +185,7 @@ def shard_tasks(cfg: FeaturesConfig, storage: Storage) -> tuple[list[dict], Coun
     """One task per shard of every split in the manifest, and the manifest's clip count per shard file name."""
     if not storage.exists(manifest_uri(cfg.shards)):
         raise ValueError(f"no preprocessed data at {cfg.shards} (no manifest.parquet); run `dvc repro preprocess` "
-                         "or fix extract_features.shards")
+                         "or fix paths.preprocessed")
     manifest = read_manifest(manifest_uri(cfg.shards), storage)
     splits = sorted(set(manifest.column("split").to_pylist()))
     tasks = [{"shard": uri, "split": split} for split in splits for uri in list_shards(cfg.shards, split, storage)]
@@ -199,7 +199,7 @@ def read_encoders(cfg: FeaturesConfig, storage: Storage) -> tuple[dict[str, Any]
     ``harness.file_fingerprint``), from one read of the file."""
     if not storage.exists(cfg.disentangle):
         raise ValueError(f"no TalkingHead snapshot at {cfg.disentangle}; run `dvc repro train_disentangle` or fix "
-                         "extract_features.disentangle")
+                         "paths.disentangle")
     data = storage.read_bytes(cfg.disentangle)
     config, state = encoder_state(data, cfg.disentangle)
     return config, state, bytes_fingerprint(data)

@@ -103,7 +103,7 @@ def test_preprocess_dry_run_and_strict(micro_corpus, ray_local, tmp_path: Path) 
 
 def test_train_contrastive_without_data_is_a_clear_error(tmp_path: Path) -> None:
     params = yaml.safe_load((REPO / "profiles" / "micro.yaml").read_text())
-    params["train_contrastive"]["shards"] = str(tmp_path / "nothing-here")
+    params["paths"]["preprocessed"] = str(tmp_path / "nothing-here")
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     result = runner.invoke(app, ["train-contrastive", "--params", str(path)])
@@ -114,9 +114,9 @@ def test_train_contrastive_without_data_is_a_clear_error(tmp_path: Path) -> None
 @pytest.mark.parametrize(("command", "section"), [("train-prior", "train_prior"), ("train-prior-ar", "train_prior_ar")])
 def test_prior_stages_refuse_missing_features_naming_the_param(command: str, section: str, tmp_path: Path) -> None:
     params = yaml.safe_load((REPO / "profiles" / "micro.yaml").read_text())
-    params[section]["features"] = str(tmp_path / "no-features")
+    params["paths"]["features"] = str(tmp_path / "no-features")
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     result = runner.invoke(app, [command, "--params", str(path)])
     assert result.exit_code == 2, result.output
-    assert f"{section}.features" in result.output and "no-features" in result.output
+    assert "paths.features" in result.output and "no-features" in result.output

@@ -40,7 +40,8 @@ def _params(tmp_path: Path, **corpus: object) -> Path:
     """The micro profile with the sample corpus written to an absolute path under ``tmp_path``."""
     data = yaml.safe_load((REPO / "profiles" / "micro.yaml").read_text())
     data["paths"]["sample_corpus"] = str(tmp_path / "corpus")
-    data["corpus"].update({"workers": 1, "seconds": 1.0, **corpus})
+    data["runtime"]["workers"]["corpus"] = 1
+    data["corpus"].update({"seconds": 1.0, **corpus})
     path = tmp_path / "job-params.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

@@ -26,7 +26,7 @@ def read_contrastive(uri: str, storage: Storage, model: str) -> ContrastiveNet:
     Raises:
         StageInputError: the file is missing, is not a stage-1 snapshot, or was trained for another preset.
     """
-    fix = "run `thpad train-contrastive` (or `dvc repro train_contrastive`) first, or fix train_disentangle.contrastive"
+    fix = "run `thpad train-contrastive` (or `dvc repro train_contrastive`) first, or fix paths.contrastive"
     if not storage.exists(uri):
         raise StageInputError(f"no stage-1 snapshot at {uri}: {fix}")
     try:
@@ -76,5 +76,5 @@ def check_inputs(cfg: DisentangleConfig) -> DisentangleConfig:
     read_contrastive(cfg.contrastive, storage, cfg.model)
     if not storage.exists(manifest_uri(cfg.shards)):
         raise StageInputError(f"no preprocessed data at {cfg.shards} (no manifest.parquet): run `thpad preprocess` "
-                              "(or `dvc repro preprocess`) first, or fix train_disentangle.shards")
+                              "(or `dvc repro preprocess`) first, or fix paths.preprocessed")
     return with_absolute_weight_files(cfg)

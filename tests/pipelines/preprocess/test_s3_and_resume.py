@@ -90,7 +90,8 @@ def test_server_dies_mid_run_then_rerun_completes(micro_corpus, micro_params, ra
 
 def _params_file(tmp_path: Path, micro_params_path: Path, corpus: Path, out: Path) -> Path:
     params = yaml.safe_load(micro_params_path.read_text())
-    params["preprocess"].update({"source": str(corpus), "out": str(out), "workers": 1})
+    params["paths"].update({"corpus": str(corpus), "preprocessed": str(out)})
+    params["runtime"]["workers"]["preprocess"] = 1
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path

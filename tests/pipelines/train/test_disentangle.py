@@ -215,7 +215,7 @@ def test_stage_command_names_the_missing_stage_one_snapshot(tmp_path, capsys) ->
         run_command(cfg)
     assert exit_info.value.exit_code == 2
     err = capsys.readouterr().err
-    assert "contrastive.pt" in err and "train-contrastive" in err and "train_disentangle.contrastive" in err
+    assert "contrastive.pt" in err and "train-contrastive" in err and "paths.contrastive" in err
 
 
 # Ray Train runs.
