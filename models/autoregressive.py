@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from thpad.models.diffusion.chaining import sample_chained_chunks, stitch_chunks
+from thpad.models.diffusion.chaining import iter_chained_chunks, stitch_chunks
 from thpad.models.losses.motion import masked_mse, velocity_loss
 from thpad.models.motion_denoiser import MotionDenoiser
 
@@ -110,5 +110,5 @@ def ar_sample_long(
     def one_window(a: torch.Tensor, m: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         return ar_sample(model, a, m, k)
 
-    chunks = sample_chained_chunks(one_window, audio, model.cfg.nl_dim, window, known_mask, known)
+    chunks = list(iter_chained_chunks(one_window, audio, model.cfg.nl_dim, window, known_mask, known))
     return stitch_chunks(chunks)

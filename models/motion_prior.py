@@ -9,7 +9,7 @@ and numpy: nothing here reads files.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from thpad.codec import from_dict, to_dict
-from thpad.models.autoregressive import ar_sample_long
+from thpad.models.autoregressive import ar_sample
+from thpad.models.diffusion.chaining import iter_chained_chunks
 from thpad.models.diffusion.process import DiffusionConfig, NoiseSchedule
-from thpad.models.diffusion.sampling import SamplerConfig, sample_long
+from thpad.models.diffusion.sampling import SamplerConfig, sample
 from thpad.models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser, MotionDenoiserConfig
 
 
@@ -82,27 +83,59 @@ def prior_normalisation(config: Mapping[str, Any]) -> NormStats:
     return NormStats.from_json(config["normalisation"])
 
 
-@torch.no_grad()
-def generate_nl(net: MotionDenoiser, config: Mapping[str, Any], f_a: np.ndarray, sampler: SamplerConfig | None = None,
-                generator: torch.Generator | None = None) -> np.ndarray:
-    """Non-lip features for audio features of any length, with a prior rebuilt from its snapshot.
+def is_diffusion(config: Mapping[str, Any]) -> bool:
+    """Whether a prior snapshot's config is the diffusion prior's (stage 4), not the AR prior's (stage 5)."""
+    return "diffusion" in config
 
-    The audio is normalised, sampled in chained windows of the snapshot's ``window`` (supplement Fig. I) by
-    the diffusion prior with ``sampler`` (its ``window`` is replaced) or by the AR prior (no sampler), and
-    the result un-normalised.
+
+@torch.no_grad()
+def iter_nl(net: MotionDenoiser, config: Mapping[str, Any], f_a: np.ndarray, sampler: SamplerConfig | None = None,
+            generator: torch.Generator | None = None, known_mask: np.ndarray | None = None,
+            known: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Non-lip features for audio features of any length, window by window, with a prior rebuilt from its snapshot.
+
+    1. Normalise the audio features (and the known frames) with the snapshot's statistics.
+    2. Sample chained windows of the snapshot's ``window`` (supplement Fig. I): the diffusion prior with ``sampler``
+       (its ``window`` is replaced), the AR prior deterministically (no sampler).
+    3. Un-normalise each window, put the known frames back exactly as given, and yield its new frames (a window
+       after the first starts at the previous one's last frame, which is not yielded twice).
     Args:
         net: ``build_prior(config)`` with the snapshot's weights, in eval mode; config: the snapshot's config.
         f_a: (B, L, A) raw audio features.
-    Returns:
-        (B, L, N) raw non-lip features.
+        known_mask: (B, L) bool frames to pin (mask editing, supplement §II.3); known: (B, L, N) their raw f_nl.
+    Yields:
+        (B, t, N) raw non-lip features; the chunks concatenate to (B, L, N).
     """
     norm = prior_normalisation(config)
-    audio = torch.from_numpy(norm.normalise_audio(f_a)).to(next(net.parameters()).device)  # (B, L, A)
-    if "diffusion" in config:
-        if sampler is None:
-            raise ValueError("sampling the diffusion prior needs sampler settings (guidance, sampler, steps)")
-        window = dataclasses.replace(sampler, window=int(config["window"]))
-        x = sample_long(net, prior_schedule(config), window, audio, net.cfg.nl_dim, generator=generator)  # (B, L, N)
-    else:
-        x = ar_sample_long(net, audio, int(config["window"]))  # (B, L, N)
-    return norm.unnormalise_nl(x.float().cpu().numpy())
+    device = next(net.parameters()).device
+    audio = torch.from_numpy(norm.normalise_audio(f_a)).to(device)  # (B, L, A)
+    mask_t = None if known_mask is None else torch.from_numpy(np.asarray(known_mask, bool)).to(device)  # (B, L)
+    known_t = None if known is None else torch.from_numpy(norm.normalise_nl(known)).to(device)  # (B, L, N)
+    chunks = iter_chained_chunks(_window_sampler(net, config, sampler, generator), audio, net.cfg.nl_dim,
+                                 int(config["window"]), mask_t, known_t)
+    start = 0
+    for index, chunk in enumerate(chunks):
+        x = norm.unnormalise_nl(chunk.float().cpu().numpy())[:, 0 if index == 0 else 1:]  # (B, t, N)
+        if known_mask is not None and known is not None:
+            span = slice(start, start + x.shape[1])
+            x = np.where(np.asarray(known_mask, bool)[:, span, None], known[:, span], x).astype(np.float32)
+        start += x.shape[1]
+        yield x
+
+
+def _window_sampler(net: MotionDenoiser, config: Mapping[str, Any], sampler: SamplerConfig | None,
+                    generator: torch.Generator | None):
+    """The one-window sampler ``iter_chained_chunks`` calls: (audio, known_mask, known) -> (B, t, N)."""
+    if not is_diffusion(config):
+        return lambda a, m, k: ar_sample(net, a, m, k)
+    if sampler is None:
+        raise ValueError("sampling the diffusion prior needs sampler settings (guidance, sampler, steps)")
+    schedule = prior_schedule(config)
+    return lambda a, m, k: sample(net, schedule, sampler, a, net.cfg.nl_dim, m, k, None, generator)
+
+
+@torch.no_grad()
+def generate_nl(net: MotionDenoiser, config: Mapping[str, Any], f_a: np.ndarray, sampler: SamplerConfig | None = None,
+                generator: torch.Generator | None = None) -> np.ndarray:
+    """Every window of ``iter_nl`` at once: (B, L, A) raw audio features -> (B, L, N) raw non-lip features."""
+    return np.concatenate(list(iter_nl(net, config, f_a, sampler, generator)), axis=1)  # (B, L, N)

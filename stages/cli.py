@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from thpad.stages.bundle import bundle
 from thpad.stages.common import setup_logging
 from thpad.stages.extract_features import extract_features
+from thpad.stages.generate import EPILOG, generate
+from thpad.stages.generate_batch import generate_batch
 from thpad.stages.preprocess import preprocess
 from thpad.stages.sample_corpus import sample_corpus
 from thpad.stages.show_models import show_models
@@ -37,6 +40,9 @@ app.command("train-disentangle")(train_disentangle)
 app.command("extract-features")(extract_features)
 app.command("train-prior")(train_prior)
 app.command("train-prior-ar")(train_prior_ar)
+app.command("bundle")(bundle)
+app.command("generate", epilog=EPILOG)(generate)
+app.command("generate-batch")(generate_batch)
 app.command("submit")(submit)
 app.command("params")(show_params)
 app.command("models")(show_models)

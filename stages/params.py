@@ -31,6 +31,7 @@ import yaml
 from thpad.codec import ConfigError, from_dict, to_dict
 from thpad.pipelines.corpus.config import CorpusConfig
 from thpad.pipelines.features.config import FeaturesConfig
+from thpad.pipelines.generate.config import GenerateConfig
 from thpad.pipelines.preprocess.config import PreprocessConfig
 from thpad.pipelines.submit_config import SubmitConfig
 from thpad.pipelines.train.contrastive.config import ContrastiveConfig
@@ -57,6 +58,7 @@ class PathsConfig:
     features: str
     prior: str
     prior_ar: str
+    bundle: str
     work: str
 
 
@@ -97,6 +99,7 @@ class Params:
     extract_features: FeaturesConfig
     train_prior: PriorConfig
     train_prior_ar: PriorARConfig
+    generate: GenerateConfig
     submit: SubmitConfig
 
 

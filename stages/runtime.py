@@ -18,6 +18,7 @@ class WorkersConfig:
     corpus: int
     preprocess: int
     extract_features: int
+    generate: int
 
 
 @dataclass(frozen=True)

@@ -72,15 +72,19 @@ def _is_type_checking(test: ast.expr) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
-    """Like ``ast.walk``, but without the bodies of ``if TYPE_CHECKING:`` blocks (their ``else`` is kept)."""
+FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+
+
+def _runtime_nodes(tree: ast.AST, body_only: bool = False) -> Iterator[ast.AST]:
+    """Like ``ast.walk``, but without the bodies of ``if TYPE_CHECKING:`` blocks (their ``else`` is kept), and with
+    ``body_only`` without function bodies either (what running the module itself runs)."""
     stack = [tree]
     while stack:
         node = stack.pop()
         yield node
         if isinstance(node, ast.If) and _is_type_checking(node.test):
             stack.extend(node.orelse)
-        else:
+        elif not (body_only and isinstance(node, FUNCTIONS)):
             stack.extend(ast.iter_child_nodes(node))
 
 
@@ -95,12 +99,13 @@ def _from_base(node: ast.ImportFrom, module: str, is_package: bool) -> str:
 
 
 def imported_names(tree: ast.Module, module: str, is_package: bool,
-                   skip: frozenset[str] = frozenset()) -> set[str]:
+                   skip: frozenset[str] = frozenset(), body_only: bool = False) -> set[str]:
     """Dotted names a module may import at run time: imported modules, plus ``base.name`` for each
     ``from base import name`` (a module only when such a file exists). Imported names in ``skip`` are left out,
-    and so is a ``from`` statement importing nothing else."""
+    and so is a ``from`` statement importing nothing else. ``body_only``: only what running the module's body
+    imports (not the imports inside its functions)."""
     names: set[str] = set()
-    for node in _runtime_nodes(tree):
+    for node in _runtime_nodes(tree, body_only):
         if isinstance(node, ast.Import | ast.ImportFrom):
             kept = [alias.name for alias in node.names if alias.name not in skip]
             if isinstance(node, ast.Import):
@@ -121,7 +126,12 @@ def _with_parents(dotted: str) -> Iterator[str]:
 
 def import_closure(root: Path, entry: str, unfollowed: Mapping[str, frozenset[str]] | None = None) -> dict[str, Path]:
     """Every project module (dotted name -> file) that importing ``entry`` runs, ``entry`` included, except
-    what only the imports named in ``unfollowed`` (module -> imported names) would bring in."""
+    what only the imports named in ``unfollowed`` (module -> imported names) would bring in.
+
+    Importing a package runs its ``__init__.py``'s body, not its functions, so a package's imports are followed
+    only from its body (``thpad.load`` imports generation inside the function: importing ``thpad.codec`` does not
+    run it). Code that calls such a function imports what it needs itself, and that import is followed.
+    """
     unfollowed = unfollowed or {}
     packages = project_packages(root)
     found: dict[str, Path] = {}
@@ -134,6 +144,7 @@ def import_closure(root: Path, entry: str, unfollowed: Mapping[str, frozenset[st
         found[module] = path
         tree = ast.parse(path.read_text(), filename=str(path))
         skip = unfollowed.get(module, frozenset())
-        for name in imported_names(tree, module, path.name == "__init__.py", skip):
+        is_package = path.name == "__init__.py"
+        for name in imported_names(tree, module, is_package, skip, body_only=is_package):
             todo.extend(_with_parents(name))
     return found

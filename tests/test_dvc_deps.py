@@ -12,14 +12,15 @@ The rules the checker applies:
   onto the top-level folders by pyproject's package-dir; see ``tests/import_graph.py``). ``import a.b`` and
   ``from a.b import c`` both count, ``a.b.c`` counting too
   when it is a module; relative imports are resolved; imports inside functions count as well.
-- One boundary: ``storage/params.py``, the strict loader, imports the config class of every params section so that
+- One boundary: ``stages/params.py``, the strict loader, imports the config class of every params section so that
   it can validate the whole of ``params.yaml``. ``dvc.yaml`` already scopes each stage to the params sections it
   reads (its ``params:``), so from that module only the config classes of the stage's own sections are followed;
   the other sections' config modules (and all they import) are not the stage's deps.
 - Imports under ``if TYPE_CHECKING:`` are skipped: they never run, so they cannot change a stage's behaviour.
 - Importing ``a.b.c`` runs ``a/__init__.py`` and ``a/b/__init__.py``. A package ``__init__.py`` is required in
   ``deps`` only if it holds more than a docstring and ``from __future__`` imports (a docstring-only one runs no
-  code); the modules it imports are followed either way.
+  code); the modules its body imports are followed either way, but not the imports inside its functions (they run
+  only when called, and code that calls them imports what it needs itself).
 - A file is covered when it equals a dep or lies under a dep folder; templated ``${...}`` deps are data and are
   ignored.
 """
@@ -176,3 +177,14 @@ def test_checker_does_not_follow_unfollowed_imports(tmp_path: Path) -> None:
     deps = ["stages/demo.py", "conf/loader.py"]
     assert missing_deps(tmp_path, "stages.demo", deps) == ["conf/mine.py", "conf/other.py"]
     assert missing_deps(tmp_path, "stages.demo", deps, {"conf.loader": frozenset({"OtherConfig"})}) == ["conf/mine.py"]
+
+
+def test_a_packages_function_imports_are_not_followed(tmp_path: Path) -> None:
+    _write(tmp_path, {
+        "stages/__init__.py": "",
+        "stages/demo.py": "from lib.core import run\n",
+        "lib/__init__.py": "def load():\n    from lib import heavy\n",
+        "lib/core.py": "def run() -> None: ...\n",
+        "lib/heavy.py": "",
+    })
+    assert missing_deps(tmp_path, "stages.demo", ["stages/demo.py", "lib/core.py"]) == ["lib/__init__.py"]

@@ -5,7 +5,7 @@
 ``chaining``: chained sampling of sequences longer than the 128-frame window (supplement Fig. I).
 """
 
-from thpad.models.diffusion.chaining import chunk_spans, sample_chained_chunks, stitch_chunks
+from thpad.models.diffusion.chaining import chunk_spans, iter_chained_chunks, stitch_chunks
 from thpad.models.diffusion.process import (
     BETA_SCHEDULES,
     Denoiser,
@@ -44,7 +44,7 @@ __all__ = [
     "q_sample",
     "rescale_guided",
     "sample",
-    "sample_chained_chunks",
+    "iter_chained_chunks",
     "sample_known_mask",
     "sample_long",
     "stitch_chunks",

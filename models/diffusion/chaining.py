@@ -7,7 +7,7 @@ consecutive chunks join smoothly. Used by both the diffusion prior and the auto-
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -33,39 +33,40 @@ def chunk_spans(length: int, window: int) -> list[tuple[int, int]]:
         start = end - 1
 
 
-def sample_chained_chunks(
+def iter_chained_chunks(
     sample_chunk: ChunkSampler,
     audio: torch.Tensor,
     nl_dim: int,
     window: int,
     known_mask: torch.Tensor | None = None,
     known: torch.Tensor | None = None,
-) -> list[torch.Tensor]:
+) -> Iterator[torch.Tensor]:
     """Sample chunk after chunk, fixing each chunk's first frame to the previous chunk's last frame.
 
     1. Cut [0, L) into overlapping spans (``chunk_spans``).
     2. For each span, take the user's known frames inside it; from the second span on, mark the first frame
        known with the value of the previous chunk's last output frame.
-    3. Sample the span with ``sample_chunk``.
+    3. Sample the span with ``sample_chunk`` and yield it before the next span is sampled (generation renders
+       each chunk while the prior has not yet sampled the next).
     Args:
         sample_chunk: the prior's window sampler (must keep known frames exactly).
         audio: (B, L, A); known_mask: (B, L) bool; known: (B, L, N).
-    Returns:
-        list of (B, end - start, N) chunks, one per span.
+    Yields:
+        (B, end - start, N) chunks, one per span; each chunk after the first repeats the previous one's last frame.
     """
     B, L, _ = audio.shape
     if known_mask is None or known is None:
         known_mask = torch.zeros(B, L, dtype=torch.bool, device=audio.device)
         known = audio.new_zeros(B, L, nl_dim)
-    chunks: list[torch.Tensor] = []
+    previous: torch.Tensor | None = None
     for start, end in chunk_spans(L, window):
         mask = known_mask[:, start:end].clone()  # (B, t)
         values = known[:, start:end].clone()  # (B, t, N)
-        if chunks:
+        if previous is not None:
             mask[:, 0] = True
-            values[:, 0] = chunks[-1][:, -1]
-        chunks.append(sample_chunk(audio[:, start:end], mask, values))
-    return chunks
+            values[:, 0] = previous[:, -1]
+        previous = sample_chunk(audio[:, start:end], mask, values)
+        yield previous
 
 
 def stitch_chunks(chunks: list[torch.Tensor]) -> torch.Tensor:

@@ -16,7 +16,7 @@ from typing import Literal
 
 import torch
 
-from thpad.models.diffusion.chaining import sample_chained_chunks, stitch_chunks
+from thpad.models.diffusion.chaining import iter_chained_chunks, stitch_chunks
 from thpad.models.diffusion.process import Denoiser, NoiseSchedule, gather, paste_known, randn
 
 
@@ -233,5 +233,5 @@ def sample_long(
     def one_window(a: torch.Tensor, m: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         return sample(denoiser, schedule, cfg, a, nl_dim, m, k, None, generator)
 
-    chunks = sample_chained_chunks(one_window, audio, nl_dim, cfg.window, known_mask, known)
+    chunks = list(iter_chained_chunks(one_window, audio, nl_dim, cfg.window, known_mask, known))
     return stitch_chunks(chunks)

@@ -17,10 +17,10 @@ from thpad.models.diffusion import (
     chunk_spans,
     ddim_timesteps,
     guided_x0,
+    iter_chained_chunks,
     q_sample,
     rescale_guided,
     sample,
-    sample_chained_chunks,
     sample_known_mask,
     sample_long,
     stitch_chunks,
@@ -220,7 +220,7 @@ def test_chained_long_sample_is_continuous_at_joints():
         return sample(den, SMALL, cfg, a, N, m, k, generator=gen)
 
     gen = torch.Generator().manual_seed(0)
-    chunks = sample_chained_chunks(one_window, audio, N, cfg.window)
+    chunks = list(iter_chained_chunks(one_window, audio, N, cfg.window))
     assert [c.shape[1] for c in chunks] == [128, 128, 46]
     for prev, nxt in zip(chunks[:-1], chunks[1:], strict=True):
         assert torch.equal(nxt[:, 0], prev[:, -1])

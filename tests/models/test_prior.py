@@ -17,7 +17,7 @@ from thpad.models.autoregressive import (
     ar_training_loss,
     shift_right,
 )
-from thpad.models.diffusion import sample_chained_chunks, stitch_chunks
+from thpad.models.diffusion import iter_chained_chunks, stitch_chunks
 from thpad.models.motion_denoiser import DENOISER_PRESETS, MotionDenoiser, MotionDenoiserConfig
 from thpad.models.shapes import assert_shape
 
@@ -177,7 +177,7 @@ def test_ar_sample_matches_teacher_forcing_and_keeps_known():
 
 def test_ar_long_sample_is_continuous():
     net, audio = build(TINY_AR), torch.randn(1, 100, A)
-    chunks = sample_chained_chunks(lambda a, m, k: ar_sample(net, a, m, k), audio, N, window=40)
+    chunks = list(iter_chained_chunks(lambda a, m, k: ar_sample(net, a, m, k), audio, N, window=40))
     assert [c.shape[1] for c in chunks] == [40, 40, 22]
     for prev, nxt in zip(chunks[:-1], chunks[1:], strict=True):
         assert torch.equal(nxt[:, 0], prev[:, -1])
