@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from thpad.pipelines.corpus.config import CorpusConfig
@@ -14,10 +18,11 @@ from thpad.pipelines.corpus.portraits import PORTRAITS, make_identity_image
 from thpad.pipelines.corpus.render import FaceRig, build_rig, render_frame
 from thpad.pipelines.corpus.speech import Utterance, speak_clip
 from thpad.pipelines.media.faces import FaceLandmarker
-from thpad.pipelines.media.video import write_video
+from thpad.pipelines.media.video import AV_CPU_FLAGS_X86_64_V2, force_av_cpu_flags, write_video
 from thpad.storage.files import atomic_write_json
 
 TRUTH_SCHEMA_VERSION = 1
+SOXR_SIMD = "SOXR_USE_SIMD"  # libsoxr's switch between its SIMD and plain-C engines
 FOCAL_FACTOR = 2.5  # pinhole focal length in units of the frame size (a mild perspective)
 
 
@@ -33,6 +38,11 @@ def identity_rig(plan: ClipPlan, cfg: CorpusConfig, landmarker: FaceLandmarker) 
 
 def render_clip(plan: ClipPlan, cfg: CorpusConfig, root: Path, landmarker: FaceLandmarker) -> Path:
     """Render ``plan`` into ``root``; the truth JSON is written last and marks the clip complete."""
+    with pinned_cpu_kernels():
+        return _render_clip(plan, cfg, root, landmarker)
+
+
+def _render_clip(plan: ClipPlan, cfg: CorpusConfig, root: Path, landmarker: FaceLandmarker) -> Path:
     rng = np.random.default_rng(plan.seed)
     speech = speak_clip(cfg.speech, cfg.seconds, cfg.sample_rate, rng)
     num_frames = int(round(cfg.seconds * cfg.fps))
@@ -49,6 +59,32 @@ def render_clip(plan: ClipPlan, cfg: CorpusConfig, root: Path, landmarker: FaceL
     write_video(mp4, frames, cfg.fps, speech.audio, cfg.sample_rate, cfg.crf)
     atomic_write_json(mp4.with_suffix(".json"), truth_record(plan, cfg, speech, motion, np.stack(landmarks)))
     return mp4
+
+
+@contextlib.contextmanager
+def pinned_cpu_kernels() -> Iterator[None]:
+    """Same corpus bytes on every x86-64 machine, while the block runs (the previous settings are restored).
+
+    The libraries below pick SIMD kernels by CPU, and these round differently: emulated CPU differences changed
+    frames, landmarks and AAC streams. Inside the block OpenCV runs its baseline code (no AVX2/AVX-512 dispatch, no
+    IPP: warpAffine and HSV->RGB differ otherwise), FFmpeg its x86-64-v2 kernels (``force_av_cpu_flags``), and
+    libsoxr its plain-C engine (``SOXR_USE_SIMD``, read at each call). numpy's exp and BLAS are avoided where they
+    feed the output (``render.py``, ``relief.py``, ``motion.py``). The settings are process-wide, so the block
+    must not overlap other work in threads of the same process.
+    """
+    optimized, soxr_simd = cv2.useOptimized(), os.environ.get(SOXR_SIMD)
+    cv2.setUseOptimized(False)
+    os.environ[SOXR_SIMD] = "0"
+    force_av_cpu_flags(AV_CPU_FLAGS_X86_64_V2)
+    try:
+        yield
+    finally:
+        force_av_cpu_flags(-1)
+        cv2.setUseOptimized(optimized)
+        if soxr_simd is None:
+            os.environ.pop(SOXR_SIMD, None)
+        else:
+            os.environ[SOXR_SIMD] = soxr_simd
 
 
 def is_complete(plan: ClipPlan, root: Path) -> bool:

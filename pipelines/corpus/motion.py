@@ -9,6 +9,7 @@ Frame ``t`` is shown during [t/fps, (t+1)/fps); its audio is the samples of that
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,7 +58,7 @@ def make_motion(envelope: np.ndarray, fps: int, cfg: MotionConfig, rng: np.rando
     num_frames = len(envelope)
     level = envelope / max(float(np.percentile(envelope, 95)), 1e-6)
     speaking = _speaking(level, fps)
-    mouth = np.clip(gaussian_filter1d(np.clip(level, 0, 1.2), 0.8), 0, 1) ** 0.8
+    mouth = _elementwise(lambda v: v ** 0.8, np.clip(gaussian_filter1d(np.clip(level, 0, 1.2), 0.8), 0, 1))
     activity = gaussian_filter1d(cfg.pause_stillness + (1 - cfg.pause_stillness) * speaking, fps * 0.15)
     path = {k: _smooth_path(num_frames, fps, activity, rng) for k in ("yaw", "pitch", "roll", "tx", "ty", "s")}
     nods, brows, events = _gestures(level, fps, rng)
@@ -74,6 +75,12 @@ def make_motion(envelope: np.ndarray, fps: int, cfg: MotionConfig, rng: np.rando
         blink=blink, brow=brows, gaze_x=gaze_x, gaze_y=gaze_y,
         speaking=speaking.astype(np.float32), events=events,
     )
+
+
+def _elementwise(fn, x: np.ndarray) -> np.ndarray:
+    """``fn`` of each element by Python floats (libm), float64: numpy's exp and power pick CPU-specific SIMD
+    kernels (AVX-512 on some machines) whose last bits differ, and the truth JSON keeps 4 decimals."""
+    return np.array([fn(float(v)) for v in np.ravel(x)], np.float64).reshape(np.shape(x))
 
 
 def _speaking(level: np.ndarray, fps: int) -> np.ndarray:
@@ -98,7 +105,7 @@ def _gestures(level: np.ndarray, fps: int, rng: np.random.Generator) -> tuple[np
     nods, brows, events = np.zeros_like(level), np.zeros_like(level), []
     frames = np.arange(len(level))
     for t in np.flatnonzero(is_peak):
-        bump = np.exp(-0.5 * ((frames - t) / (0.12 * fps)) ** 2)
+        bump = _elementwise(lambda f, t=t: math.exp(-0.5 * ((f - t) / (0.12 * fps)) ** 2), frames)
         kind = "nod" if rng.random() < 0.6 else "brow"
         target = nods if kind == "nod" else brows
         np.maximum(target, bump, out=target)

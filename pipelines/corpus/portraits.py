@@ -134,5 +134,7 @@ def _recolour(img: np.ndarray, v: Variation) -> np.ndarray:
     hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV_FULL).astype(np.float32)
     hsv[..., 0] = (hsv[..., 0] + v.hue_deg * 256 / 360) % 256
     hsv[..., 1] = np.clip(hsv[..., 1] * v.saturation, 0, 255)
-    out = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB_FULL).astype(np.float32) / 255
-    return (np.clip(out ** v.gamma, 0, 1) * 255 + 0.5).astype(np.uint8)
+    out = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB_FULL)
+    # The gamma as a table of the 256 levels, by libm's pow: numpy's float32 power has CPU-specific kernels.
+    lut = np.array([int(min(max((k / 255) ** v.gamma, 0.0), 1.0) * 255 + 0.5) for k in range(256)], np.uint8)
+    return lut[out]

@@ -5,6 +5,8 @@ homography (``render.pose_homography``)."""
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -23,10 +25,20 @@ def depth_map(landmarks: np.ndarray, size: int, relief: ReliefConfig) -> np.ndar
     centre = (landmarks[:, 0].mean(), (landmarks[CHIN, 1] + landmarks[BROW, 1]) / 2)
     inside = 1 - ((xs - centre[0]) / half_width) ** 2 - ((ys - centre[1]) / half_height) ** 2  # (S, S)
     depth = relief.face * half_width * np.sqrt(np.clip(inside, 0, None))  # (S, S)
-    eyes = float(np.linalg.norm(landmarks[OUTER_EYE_CORNERS[0]] - landmarks[OUTER_EYE_CORNERS[1]]))
+    eyes = math.hypot(*(landmarks[OUTER_EYE_CORNERS[0]] - landmarks[OUTER_EYE_CORNERS[1]]).tolist())
     nose = landmarks[NOSE_TIP]
-    bump = np.exp(-((xs - nose[0]) ** 2 + (ys - nose[1]) ** 2) / (2 * (NOSE_WIDTH * eyes) ** 2))  # (S, S)
+    axis = np.arange(size, dtype=np.float64)
+    spread = 2 * (NOSE_WIDTH * eyes) ** 2
+    bx, by = ([math.exp(-((a - float(c)) ** 2) / spread) for a in axis.tolist()] for c in nose)
+    bump = np.multiply.outer(np.array(by), np.array(bx))  # (S, S): separable; libm exp, not numpy's SIMD exp
     return (depth + relief.nose * eyes * bump).astype(np.float32)
+
+
+def rotate(xyz: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """``xyz @ rotation.T`` for points (..., 3) as elementwise float64 products and sums in a fixed order (a
+    matmul goes to BLAS, whose kernel, and so its rounding, depends on the CPU)."""
+    x, y, z = (np.asarray(xyz[..., i:i + 1], np.float64) for i in range(3))
+    return x * rotation[:, 0] + y * rotation[:, 1] + z * rotation[:, 2]
 
 
 def forward(points: np.ndarray, depth: np.ndarray, centre: np.ndarray, rotation: np.ndarray,
@@ -37,7 +49,7 @@ def forward(points: np.ndarray, depth: np.ndarray, centre: np.ndarray, rotation:
         return focal * xyz[..., :2] / (focal + xyz[..., 2:3])
 
     rel = np.concatenate([points - centre, -depth[..., None]], axis=-1)  # (..., 3), z away from the camera
-    posed = project(state["scale"] * rel @ rotation.T) + [state["tx"], state["ty"]]  # (..., 2)
+    posed = project(rotate(state["scale"] * rel, rotation)) + [state["tx"], state["ty"]]  # (..., 2)
     return (points + posed - project(rel)).astype(np.float32)
 
 

@@ -12,6 +12,7 @@ The true 68 landmarks of each rendered frame are the base landmarks moved by exa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -20,7 +21,7 @@ import numpy as np
 from thpad import landmarks as G
 from thpad.pipelines.corpus.config import MotionConfig, ReliefConfig
 from thpad.pipelines.corpus.paint import lid_colours, paint_lids, paint_mouth
-from thpad.pipelines.corpus.relief import depth_map, relief_pose
+from thpad.pipelines.corpus.relief import depth_map, relief_pose, rotate
 
 CONTROLS = ("mouth", "blink", "brow", "gaze_x", "gaze_y")
 WARPED = ("mouth", "brow", "gaze_x", "gaze_y")  # a blink moves the landmarks, but its lid is painted, not warped
@@ -43,7 +44,7 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, cfg: MotionConfig,
               relief: ReliefConfig | None = None) -> FaceRig:
     """Precompute the per-control displacement fields (S, S, 2) and, with a relief, the depth for one identity
     image."""
-    eye_dist = float(np.linalg.norm(landmarks[list(G.EYE_LEFT)].mean(0) - landmarks[list(G.EYE_RIGHT)].mean(0)))
+    eye_dist = math.hypot(*(landmarks[list(G.EYE_LEFT)].mean(0) - landmarks[list(G.EYE_RIGHT)].mean(0)).tolist())
     moves = _control_moves(landmarks, cfg, eye_dist)
     size = image.shape[0]
     sigmas = {"mouth": 0.22, "blink": 0.08, "brow": 0.22, "gaze_x": 0.07, "gaze_y": 0.07}
@@ -92,17 +93,39 @@ def _blend_at(points: np.ndarray, disp: np.ndarray, query: np.ndarray, sigma: fl
 
     A constant background weight pulls the field to zero far from every landmark, so pixels away
     from the face stay put. (An exact RBF solve was tried first: with moving and pinned points close
-    together it oscillates wildly away from the face.)
+    together it oscillates wildly away from the face.) Computed machine-independently (``_blend``).
     """
-    d2 = ((query[:, None] - points[None]) ** 2).sum(-1)  # (Q, P)
-    weights = np.exp(-d2 / (2 * sigma**2))  # (Q, P)
-    return (weights @ disp / (weights.sum(1, keepdims=True) + np.exp(-2.0))).astype(np.float32)
+    weights = _gauss(query[:, 0], points[:, 0], sigma) * _gauss(query[:, 1], points[:, 1], sigma)  # (Q, P)
+    return _blend(weights, disp)
 
 
 def _blend_field(points: np.ndarray, disp: np.ndarray, size: int, sigma: float) -> np.ndarray:
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
-    grid = np.stack([xs.ravel(), ys.ravel()], axis=1)  # (S*S, 2)
-    return _blend_at(points, disp, grid, sigma).reshape(size, size, 2)
+    axis = np.arange(size, dtype=np.float64)
+    wx, wy = _gauss(axis, points[:, 0], sigma), _gauss(axis, points[:, 1], sigma)  # (S, P) each
+    weights = (wy[:, None, :] * wx[None, :, :]).reshape(size * size, -1)  # (S*S, P): row-major (y, x)
+    return _blend(weights, disp).reshape(size, size, 2)
+
+
+def _gauss(q: np.ndarray, p: np.ndarray, sigma: float) -> np.ndarray:
+    """exp(-(q - p)^2 / (2 sigma^2)) for every pair (Q, P), float64, by libm's exp: numpy's exp picks a SIMD
+    kernel by CPU (AVX2, AVX-512) and its last bits differ between machines; the Gaussian is separable, so
+    only Q * P values are needed."""
+    d = np.subtract.outer(np.asarray(q, np.float64), np.asarray(p, np.float64))
+    e = -(d * d) / (2.0 * sigma * sigma)
+    return np.fromiter((math.exp(v) for v in e.ravel().tolist()), np.float64, e.size).reshape(e.shape)
+
+
+def _blend(weights: np.ndarray, disp: np.ndarray) -> np.ndarray:
+    """sum_p w[:, p] disp[p] / (sum_p w[:, p] + e^-2), (Q, 2) float32: elementwise float64 sums in a fixed
+    order, not a matmul (BLAS kernels and numpy's SIMD reductions sum in a CPU-dependent order)."""
+    disp = np.asarray(disp, np.float64)
+    num = np.zeros((len(weights), 2))
+    den = np.full(len(weights), math.exp(-2.0))
+    for i in range(weights.shape[1]):
+        w = np.ascontiguousarray(weights[:, i])
+        den += w
+        num += w[:, None] * disp[i]
+    return (num / den[:, None]).astype(np.float32)
 
 
 def render_frame(rig: FaceRig, state: dict[str, float], focal: float) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +155,7 @@ def pose_homography(lmk: np.ndarray, state: dict[str, float], size: int, focal: 
     half = size / 2
     corners = np.array([[-half, -half], [half, -half], [half, half], [-half, half]], np.float64)
     rot = _rotation(state["yaw"], state["pitch"], state["roll"])
-    pts3 = np.concatenate([corners * state["scale"], np.zeros((4, 1))], axis=1) @ rot.T  # (4, 3)
+    pts3 = rotate(np.concatenate([corners * state["scale"], np.zeros((4, 1))], axis=1), rot)  # (4, 3)
     depth = focal + pts3[:, 2:3]
     projected = focal * pts3[:, :2] / depth + centre + [state["tx"], state["ty"]]
     src = (corners + centre).astype(np.float32)
@@ -140,8 +163,9 @@ def pose_homography(lmk: np.ndarray, state: dict[str, float], size: int, focal: 
 
 
 def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    y, p, r = np.radians([yaw, pitch, roll])
-    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
-    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
-    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
-    return rz @ ry @ rx
+    """Rz(roll) @ Ry(yaw) @ Rx(pitch), written out with libm's sin and cos (no numpy SIMD kernels, no BLAS)."""
+    y, p, r = math.radians(yaw), math.radians(pitch), math.radians(roll)
+    cy, sy, cp, sp, cr, sr = math.cos(y), math.sin(y), math.cos(p), math.sin(p), math.cos(r), math.sin(r)
+    return np.array([[cr * cy, cr * sy * sp - sr * cp, cr * sy * cp + sr * sp],
+                     [sr * cy, sr * sy * sp + cr * cp, sr * sy * cp - cr * sp],
+                     [-sy, cy * sp, cy * cp]])
