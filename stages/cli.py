@@ -6,6 +6,7 @@ import typer
 
 from thpad.stages.bundle import bundle
 from thpad.stages.common import setup_logging
+from thpad.stages.demo import demo
 from thpad.stages.extract_features import extract_features
 from thpad.stages.generate import EPILOG, generate
 from thpad.stages.generate_batch import generate_batch
@@ -41,6 +42,7 @@ app.command("extract-features")(extract_features)
 app.command("train-prior")(train_prior)
 app.command("train-prior-ar")(train_prior_ar)
 app.command("bundle")(bundle)
+app.command("demo")(demo)
 app.command("generate", epilog=EPILOG)(generate)
 app.command("generate-batch")(generate_batch)
 app.command("submit")(submit)

@@ -31,7 +31,7 @@ import yaml
 from thpad.codec import ConfigError, from_dict, to_dict
 from thpad.pipelines.corpus.config import CorpusConfig
 from thpad.pipelines.features.config import FeaturesConfig
-from thpad.pipelines.generate.config import GenerateConfig
+from thpad.pipelines.generate.config import DemoConfig, GenerateConfig
 from thpad.pipelines.preprocess.config import PreprocessConfig
 from thpad.pipelines.submit_config import SubmitConfig
 from thpad.pipelines.train.contrastive.config import ContrastiveConfig
@@ -59,6 +59,7 @@ class PathsConfig:
     prior: str
     prior_ar: str
     bundle: str
+    demo: str
     work: str
 
 
@@ -100,6 +101,7 @@ class Params:
     train_prior: PriorConfig
     train_prior_ar: PriorARConfig
     generate: GenerateConfig
+    demo: DemoConfig
     submit: SubmitConfig
 
 

@@ -1,7 +1,8 @@
 """``dvc repro`` for real, in a temporary git repository holding a copy of the project (micro profile): every
 stage from the raw sample corpus to the trained priors (2-3 steps each), joining the session's Ray head; a second
 repro does nothing; ``dvc status`` names exactly the stages a param change reruns; ``dvc exp run -S`` on a prior
-param reruns only that prior."""
+param reruns only that prior (and the
+bundle that holds it, and the demo made with the bundle)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def dvc_repo(tmp_path_factory, ray_head) -> tuple[Path, dict]:
 
 
 STAGES = ("sample_corpus", "preprocess", "train_contrastive", "train_disentangle", "extract_features", "train_prior",
-          "train_prior_ar")
+          "train_prior_ar", "bundle", "demo")
 
 
 def _changed_stages(status: str) -> set[str]:
@@ -82,6 +83,10 @@ def test_repro_builds_then_does_nothing_then_reruns_on_param_change(dvc_repo) ->
     assert list((root / "data" / "features" / "train").glob("*.parquet"))
     assert (root / "data" / "features" / "info.json").is_file()
     assert (root / "mlflow.db").is_file()
+    assert (root / "data" / "bundle" / "bundle.json").is_file()
+    demo = root / "data" / "demo"
+    assert {"samples.mp4", "keyframe.mp4", "reenacted.mp4", "strip.png", "index.json"} <= {p.name for p in
+                                                                                          demo.iterdir()}
     second = _run([dvc, "repro"], root, env)
     assert "didn't change, skipping" in second or "Data and pipelines are up to date" in second
     assert "up to date" in _run([dvc, "status"], root, env)
@@ -91,13 +96,16 @@ def test_repro_builds_then_does_nothing_then_reruns_on_param_change(dvc_repo) ->
     _set_param(root, "train_disentangle", "schedule.lr", 0.002)
     assert _changed_stages(_run([dvc, "status"], root, env)) == {"train_disentangle"}
     _set_param(root, "train_disentangle", "schedule.lr", 0.001)
-    _set_param(root, "train_prior", "validation.num_steps", 7)  # evaluation setting: a param of the stage all the same
-    assert _changed_stages(_run([dvc, "status"], root, env)) == {"train_prior"}
+    _set_param(root, "train_prior", "validation.num_steps", 7)  # the validated sampling defaults: prior and bundle
+    assert _changed_stages(_run([dvc, "status"], root, env)) == {"train_prior", "bundle"}
     _set_param(root, "train_prior", "validation.num_steps", 5)
     _set_param(root, "corpus", "seed", 1)
     status = _run([dvc, "status"], root, env)
     assert "sample_corpus:" in status and "modified:" in status and "corpus" in status
     _set_param(root, "corpus", "seed", 0)
+    assert "up to date" in _run([dvc, "status"], root, env)
+    _set_param(root, "runtime", "tracking.experiment", "elsewhere")  # runtime changes no result: nothing reruns
+    _set_param(root, "runtime", "workers.preprocess", 1)
     assert "up to date" in _run([dvc, "status"], root, env)
 
 
@@ -109,4 +117,4 @@ def test_exp_run_on_a_prior_param_reruns_only_that_prior(dvc_repo) -> None:
     _run(["git", "commit", "-qm", "pipeline ran"], root, env)
     out = _run([dvc, "exp", "run", "-S", "train_prior.schedule.lr=0.002"], root, env)
     ran = {name for name in STAGES if f"Running stage '{name}'" in out}
-    assert ran == {"train_prior"}, out
+    assert ran == {"train_prior", "bundle", "demo"}, out  # the bundle holds the prior, the demo uses the bundle

@@ -29,3 +29,24 @@ class GenerateConfig:
             raise ValueError("generate.motion_scale and paste_back_motion_scale must be in [0, 4]")
         if not 0 <= self.crf <= 51 or self.max_seconds <= 0:
             raise ValueError(f"generate.crf must be in [0, 51] and max_seconds > 0, got {self.crf}, {self.max_seconds}")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """``demo``: the demo videos' settings.
+
+    Attributes:
+        samples: videos of the diffusion prior from consecutive seeds, shown side by side.
+        seed: the first seed.
+        keyframe_frame: the frame pinned in ``keyframe.mp4``.
+        strip_frames: frames of sample 0 in ``strip.png``.
+    """
+
+    samples: int = 3
+    seed: int = 0
+    keyframe_frame: int = 60
+    strip_frames: int = 8
+
+    def __post_init__(self) -> None:
+        if self.samples < 1 or self.keyframe_frame < 0 or self.strip_frames < 1:
+            raise ValueError("demo needs samples >= 1, keyframe_frame >= 0 and strip_frames >= 1")
