@@ -29,6 +29,9 @@ help:
 
 run: setup
 	$(BIN)/dvc repro
+	@echo ""
+	@echo "Done. Talking-head videos from held-out inputs: data/demo/ (samples.mp4, keyframe.mp4, reenacted.mp4, strip.png)"
+	@echo "Your own photo and speech: .venv/bin/thpad generate face.jpg speech.wav -o talk.mp4 --samples 3"
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -8,6 +8,7 @@ import typer
 
 from thpad.pipelines.generate.bundle import BundleSources, build_bundle
 from thpad.stages.common import DRY_RUN_OPTION, EXIT_CONFIG, PARAMS_OPTION, fail, print_dry_run, read_params
+from thpad.stages.params import Params
 
 
 def bundle(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None:
@@ -25,6 +26,19 @@ def bundle(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None
     except (FileNotFoundError, ValueError) as err:
         fail(f"{err} (paths.disentangle, paths.prior, paths.prior_ar; run `dvc repro` for the missing stage)",
              EXIT_CONFIG)
+    record_bundle(p, manifest)
     sampling = manifest["sampling"]
     typer.echo(f"bundle: {p.paths.bundle} (defaults: {sampling['prior']} prior, {sampling['sampler']}-"
                f"{sampling['num_steps']}, guidance {sampling['guidance']:g}, rescale {sampling['guidance_rescale']:g})")
+
+
+def record_bundle(p: Params, manifest: dict) -> None:
+    """The bundle's MLflow run under the pipeline's parent: its manifest, and tags for its files' hashes (the git
+    commit is tagged by the tracker; it stays out of bundle.json, which is a pure function of its inputs)."""
+    from thpad.storage.bundle import sha256_file
+    from thpad.storage.tracking import open_stage_run
+
+    tags = {f"thpad.bundle.{role}_sha256": entry["sha256"] for role, entry in manifest["files"].items()}
+    tags["thpad.bundle.id"] = sha256_file(Path(p.paths.bundle) / "bundle.json")[:12]
+    with open_stage_run(p.runtime.tracking, "bundle", {"sampling": manifest["sampling"]}, tags) as run:
+        run.log_artifact(Path(p.paths.bundle) / "bundle.json")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
 
 from thpad.stages.common import DRY_RUN_OPTION, EXIT_CONFIG, PARAMS_OPTION, fail, print_dry_run, read_params
+from thpad.stages.params import Params
 from thpad.storage.uri import Storage
 
 
@@ -29,6 +31,18 @@ def demo(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None:
     except (BundleError, ValueError, FileNotFoundError) as err:
         fail(f"{err} (paths.bundle, paths.preprocessed; run `dvc repro` first)", EXIT_CONFIG)
     out = Path(p.paths.demo)
+    record_demo(p, out, index)
     typer.echo(f"demo: {index['frames']} frames from held-out inputs in {out}/: samples.mp4 ({len(index['seeds'])} "
                f"samples side by side), keyframe.mp4, reenacted.mp4, strip.png\n"
                f"  try your own: thpad generate your_photo.jpg your_speech.wav -o talk.mp4")
+
+
+def record_demo(p: Params, out: Path, index: dict) -> None:
+    """The demo's MLflow run under the pipeline's parent: the videos, the strip and where the inputs came from."""
+    from thpad.storage.tracking import open_stage_run
+
+    with open_stage_run(p.runtime.tracking, "demo", {"demo": dataclasses.asdict(p.demo)}) as run:
+        run.log_dict(index, "index.json")
+        for name in index["files"]:
+            if name.endswith((".mp4", ".png")):
+                run.log_artifact(out / name, "demo")

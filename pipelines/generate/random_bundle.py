@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from thpad.models.autoregressive import AutoregressiveConfig
 from thpad.models.diffusion.process import DiffusionConfig
 from thpad.models.motion_prior import NormStats, build_prior, denoiser_config, prior_snapshot_config
 from thpad.models.talking_head import TALKING_HEAD_PRESETS, build_talking_head, talking_head_snapshot_config
@@ -25,10 +26,9 @@ def _prior(path: Path, preset: str, nl_dim: int, audio_dim: int, window: int, nu
     norm = NormStats(rng.normal(size=nl_dim).astype(np.float32), (1 + rng.random(nl_dim)).astype(np.float32),
                      rng.normal(size=audio_dim).astype(np.float32), (1 + rng.random(audio_dim)).astype(np.float32))
     denoiser = denoiser_config(preset, nl_dim, audio_dim, causal)
-    config = prior_snapshot_config(denoiser, norm, window, **({} if causal else
-                                                              {"diffusion": DiffusionConfig(num_steps=num_steps)}))
-    if causal:
-        config["autoregressive"] = {"lambda_mse": 1.0, "lambda_vel": 0.0}
+    process = ({"autoregressive": AutoregressiveConfig()} if causal
+               else {"diffusion": DiffusionConfig(num_steps=num_steps)})
+    config = prior_snapshot_config(denoiser, norm, window, **process)
     return save_snapshot(path, config, build_prior(config))
 
 

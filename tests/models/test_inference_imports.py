@@ -57,3 +57,11 @@ def test_loading_networks_and_sampling_a_prior_import_no_pipelines(tmp_path: Pat
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert out["diffusion"] == out["autoregressive"] == [1, 40, 6]  # chained windows of 16 over 40 frames
     assert out["pipelines"] == []
+
+
+def test_the_generation_model_imports_nothing_of_training() -> None:
+    code = ("import sys, json, thpad.pipelines.generate.model; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('thpad.pipelines.train'))))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == []

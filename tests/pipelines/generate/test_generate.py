@@ -163,3 +163,17 @@ def test_reenactment_takes_e_v_of_the_driving_frames_aligned_as_in_preprocessing
     np.testing.assert_array_equal(result.trajectory[40:], np.repeat(expected[-1:], result.num_frames - 40, axis=0))
     with pytest.raises(SettingsError, match="reenactment"):
         model.generate(portrait_path, speech_path, nonlip_from=str(video), seed=2)
+
+
+def test_twenty_seconds_chain_windows_and_join_them_continuously(model, portrait_path, speech_path) -> None:
+    import soundfile
+
+    speech, rate = soundfile.read(speech_path, dtype="float32")
+    long = np.tile(speech, int(np.ceil(20 * rate / len(speech))))[: 20 * rate]  # 20 s of real speech
+    result = model.generate(portrait_path, long, sample_rate=rate, seed=0)
+    assert result.num_frames == 500  # 20 s at 25 fps: 16 chained windows of the tiny bundle's 32 frames
+    steps = np.linalg.norm(np.diff(result.trajectory, axis=0), axis=1)  # (499,) frame-to-frame change
+    joins = np.arange(31, 499, 31)  # window k + 1 starts on window k's last frame: the steps right after a join
+    assert steps[joins].mean() < 2.0 * np.median(steps), (steps[joins].mean(), np.median(steps))
+    chunks = list(result.chunks())
+    assert [len(c) for c in chunks] == [128, 128, 128, 116]  # rendered window by window
