@@ -24,11 +24,14 @@ def tiny_bundle(tmp_path_factory, micro_params) -> Path:
 
 @pytest.fixture(scope="session")
 def portrait_path(tmp_path_factory) -> Path:
-    """Grace Hopper's portrait, shipped with matplotlib."""
+    """Grace Hopper's portrait, shipped with matplotlib, at 320 px wide (face detection is quicker on a smaller
+    photo; the face stays far above the minimum size)."""
     from matplotlib import cbook
+    from PIL import Image
 
     path = tmp_path_factory.mktemp("photo") / "hopper.jpg"
-    shutil.copyfile(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), path)
+    image = Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    image.resize((320, round(image.height * 320 / image.width))).save(path, quality=95)
     return path
 
 

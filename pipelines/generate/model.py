@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from thpad.storage.windows import mel_window
 
 log = logging.getLogger(__name__)
 PRIOR_ROLES = {"diffusion": "prior", "ar": "prior_ar"}
+PORTRAIT_CACHE = 8  # aligned photos kept per model
 
 
 def _load_net(module: torch.nn.Module, state: Mapping[str, torch.Tensor], device: str) -> torch.nn.Module:
@@ -80,6 +82,8 @@ class TalkingHeadModel:
         self.fps, self.sample_rate = int(pre["fps"]), int(pre["sample_rate"])
         self.sampling: dict[str, Any] = dict(manifest["sampling"])
         self.landmarker = FaceLandmarker()
+        self._lock = threading.Lock()  # the cache may be shared by a threaded server's requests
+        self._portraits: dict[tuple, Portrait] = {}  # the last PORTRAIT_CACHE photos, by content (see ``portrait``)
 
     def _prior(self, role: str) -> MotionPrior:
         config, state = self.bundle.snapshots[role]
@@ -96,10 +100,21 @@ class TalkingHeadModel:
         return int(self.priors["diffusion"].config["diffusion"]["num_steps"])
 
     def portrait(self, image: Any, face: int | None = None, name: str | None = None) -> Portrait:
-        """Load any photo and align its face exactly as preprocessing aligns video frames."""
+        """Load any photo and align its face exactly as preprocessing aligns video frames. The last few photos are
+        kept by their pixels' hash, so generating again from the same photo skips face detection."""
         label = name or (str(image) if isinstance(image, str | Path) else "photo")
-        return align_portrait(load_image(image, name=label), self.landmarker, self.track_cfg, self.align_cfg, face,
-                              name=label)
+        pixels = load_image(image, name=label)
+        key = (hashlib.sha256(pixels.tobytes()).hexdigest(), pixels.shape, face)
+        with self._lock:
+            cached = self._portraits.get(key)
+        if cached is not None:
+            return cached
+        portrait = align_portrait(pixels, self.landmarker, self.track_cfg, self.align_cfg, face, name=label)
+        with self._lock:
+            while len(self._portraits) >= PORTRAIT_CACHE:
+                self._portraits.pop(next(iter(self._portraits)))
+            self._portraits[key] = portrait
+        return portrait
 
     def speech(self, audio: Any, sample_rate: int | None = None, name: str | None = None,
                max_seconds: float | None = None) -> np.ndarray:
