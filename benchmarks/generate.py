@@ -96,25 +96,36 @@ def run_case(bundle: str, photo: str, speech: str, options: dict, paste_back: bo
     settings = Settings(**options)
     check_settings(settings, model.num_train_steps)
     t = time.perf_counter()
-    samples = model._trajectories(settings, portrait, f_a)
+    samples = model._trajectories(settings, portrait, f_a)  # checks and the anchor's E_v; windows are sampled lazily
     times["prior_sampling"] = time.perf_counter() - t
     out = {"frames": len(f_a), "load_s": round(load_s, 3)}
     if prior_only:
+        t = time.perf_counter()
+        _ = [s.f_nl for s in samples]
+        times["prior_sampling"] += time.perf_counter() - t
         return {**out, **{k: round(v, 3) for k, v in times.items()}}
     from thpad.models.generation import encode_identity
+    from thpad.pipelines.generate.result import Sample
+    from thpad.pipelines.generate.trajectory import Trajectory
 
     identity = encode_identity(model.head, to_model_input(portrait.aligned, model.image_size))
-    result = GenerationResult(model, identity, portrait, f_l[:render_frames] if render_frames else f_l, pcm,
-                              [type(samples[0])(s.seed, s.f_nl[:render_frames] if render_frames else s.f_nl)
-                               for s in samples], {}, {})
+    if render_frames:  # rendering timed on the first frames only (the paper preset's generator is slow on CPU)
+        samples = [Sample(s.seed, Trajectory.of(s.f_nl[:render_frames])) for s in samples]
+    f_l = f_l[:render_frames] if render_frames else f_l
+    result = GenerationResult(model, identity, portrait, f_l, pcm, samples, {}, {})
     paste = result._paste(paste_back)
     times["rendering"] = times["encoding"] = 0.0
     first_frame_s = None
     with tempfile.TemporaryDirectory() as tmp:
         writer = StreamingVideoWriter(Path(tmp) / "out.mp4", model.fps, pcm, model.sample_rate)
         for begin in range(0, result.num_frames, 128):
+            end = min(begin + 128, result.num_frames)
             t = time.perf_counter()
-            chunk = result._render(begin, min(begin + 128, result.num_frames), None, paste)[0]
+            for sample in samples:
+                sample.trajectory.frames(begin, end)  # the prior's windows this chunk needs
+            times["prior_sampling"] += time.perf_counter() - t
+            t = time.perf_counter()
+            chunk = result._render(begin, end, None, paste)[0]
             times["rendering"] += time.perf_counter() - t
             t = time.perf_counter()
             writer.write(chunk)

@@ -20,14 +20,7 @@ import numpy as np
 import torch
 
 from thpad.codec import from_dict
-from thpad.models.generation import (
-    MotionPrior,
-    encode_audio,
-    encode_identity,
-    encode_nonlip,
-    iter_prior_nl,
-    scale_motion,
-)
+from thpad.models.generation import MotionPrior, encode_audio, encode_identity, encode_nonlip, iter_prior_nl
 from thpad.models.motion_prior import build_prior
 from thpad.models.talking_head import TalkingHead, build_talking_head
 from thpad.pipelines.generate.inputs import Portrait, align_portrait, load_image, load_speech
@@ -35,6 +28,7 @@ from thpad.pipelines.generate.reenact import driving_codes
 from thpad.pipelines.generate.result import GenerationResult, Sample
 from thpad.pipelines.generate.settings import Settings, SettingsError, check_settings, resolved, sampler_config
 from thpad.pipelines.generate.tensors import to_model_input
+from thpad.pipelines.generate.trajectory import Trajectory, scaled_chunks
 from thpad.pipelines.media.audio import mel_spectrogram
 from thpad.pipelines.media.config import AlignConfig, AudioConfig, TrackConfig, bins_per_frame, samples_per_frame
 from thpad.pipelines.media.faces import FaceLandmarker
@@ -172,12 +166,13 @@ class TalkingHeadModel:
                                 samples=samples, settings=resolved(settings, self.sampling), inputs=inputs)
 
     def _trajectories(self, s: Settings, portrait: Portrait, f_a: np.ndarray) -> list[Sample]:
-        """The non-lip codes (L, N) of every sample: from the prior, a driving video, or zeros."""
+        """Every sample's non-lip codes (L, N): from the prior (sampled window by window as rendering asks for them),
+        a driving video, or zeros. Inputs are checked here, before anything is sampled."""
         L, N = len(f_a), self.head.cfg.nl_dim
         if s.nonlip == "zero":
-            return [Sample(None, np.zeros((L, N), np.float32))]
+            return [Sample(None, Trajectory.of(np.zeros((L, N), np.float32)))]
         if s.nonlip_from is not None:
-            return [Sample(None, driving_codes(self, s.nonlip_from, L))]
+            return [Sample(None, Trajectory.of(driving_codes(self, s.nonlip_from, L)))]
         anchor = self.nonlip_code(portrait) if s.anchor else None
         known = {0: anchor} if anchor is not None else {}
         for frame, photo in s.keyframes.items():
@@ -186,18 +181,12 @@ class TalkingHeadModel:
             known[int(frame)] = self.nonlip_code(self.portrait(photo, name=f"keyframe {frame}"))
         prior = self.priors[s.prior]
         if s.prior == "ar":
-            return [Sample(None, self._scaled(np.concatenate(list(iter_prior_nl(prior, f_a, None, None, known))),
-                                              anchor, s.motion_scale))]
+            chunks = iter_prior_nl(prior, f_a, None, None, known)
+            return [Sample(None, Trajectory(scaled_chunks(chunks, anchor, s.motion_scale), L))]
         sampler, first = sampler_config(s, self.sampling), s.seed or 0
         out = []
         for seed in range(first, first + s.samples):
-            generator = torch.Generator(device="cpu").manual_seed(seed)
-            f_nl = np.concatenate(list(iter_prior_nl(prior, f_a, sampler, generator, known)))  # (L, N)
-            out.append(Sample(seed, self._scaled(f_nl, anchor, s.motion_scale)))
+            generator = torch.Generator(device="cpu").manual_seed(seed)  # per call, never the global RNG
+            chunks = iter_prior_nl(prior, f_a, sampler, generator, known)
+            out.append(Sample(seed, Trajectory(scaled_chunks(chunks, anchor, s.motion_scale), L)))
         return out
-
-    @staticmethod
-    def _scaled(f_nl: np.ndarray, anchor: np.ndarray | None, scale: float) -> np.ndarray:
-        """Motion scale about the anchor (the photo's own code), else about the first window's mean."""
-        reference = anchor if anchor is not None else f_nl[:128].mean(axis=0)  # (N,)
-        return scale_motion(f_nl, reference, scale)

@@ -21,6 +21,7 @@ from thpad.models.generation import Identity, render
 from thpad.pipelines.generate.inputs import Portrait
 from thpad.pipelines.generate.paste import PasteBack
 from thpad.pipelines.generate.tensors import to_uint8
+from thpad.pipelines.generate.trajectory import Trajectory
 from thpad.pipelines.generate.writer import StreamingVideoWriter, grid, resize_frames
 from thpad.storage.files import atomic_write_json
 
@@ -34,10 +35,15 @@ MAX_FRAMES_IN_MEMORY = 7500  # frames() warns past this (5 min at 25 fps)
 
 @dataclass(frozen=True)
 class Sample:
-    """One video's seed (None: deterministic) and non-lip trajectory (L, N) float32."""
+    """One video's seed (None: deterministic) and non-lip trajectory, sampled as far as rendering needs it."""
 
     seed: int | None
-    f_nl: np.ndarray
+    trajectory: Trajectory
+
+    @property
+    def f_nl(self) -> np.ndarray:
+        """The whole (L, N) float32 trajectory."""
+        return self.trajectory.values
 
 
 @dataclass
@@ -67,14 +73,15 @@ class GenerationResult:
 
     @property
     def trajectory(self) -> np.ndarray:
-        """The first sample's non-lip trajectory (L, N)."""
+        """The first sample's non-lip trajectory (L, N) (sampled in full on first access)."""
         return self.samples[0].f_nl
 
     def _render(self, start: int, end: int, size: int | None, paste: PasteBack | None) -> list[np.ndarray]:
         """Frames [start, end) of every sample as (t, H, W, 3) uint8, resized or pasted back as asked."""
         out = []
         for sample in self.samples:
-            frames = to_uint8(render(self.model.head, self.identity, sample.f_nl[start:end], self.f_l[start:end]))
+            f_nl = sample.trajectory.frames(start, end)  # (t, N): samples the prior's next window when needed
+            frames = to_uint8(render(self.model.head, self.identity, f_nl, self.f_l[start:end]))
             if paste is not None:
                 frames = _even(paste(frames))
             elif size is not None and size != frames.shape[1]:
