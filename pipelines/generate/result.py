@@ -138,6 +138,7 @@ class GenerationResult:
         grid_writer = StreamingVideoWriter(paths["video"], self.fps, self.audio, self.sample_rate, crf) \
             if len(self.samples) > 1 else None
         paste = self._paste(paste_back)
+        renamed: list[Path] = []
         try:
             for start in range(0, self.num_frames, WINDOW):
                 chunks = self._render(start, min(start + WINDOW, self.num_frames), size, paste)
@@ -148,12 +149,12 @@ class GenerationResult:
                 if progress is not None:
                     progress(len(chunks[0]))
             for writer in [*writers, *([grid_writer] if grid_writer else [])]:
-                writer.close()
+                renamed.append(writer.close())
         except BaseException:
             for writer in [*writers, *([grid_writer] if grid_writer else [])]:
-                writer.abort()
-            for p in targets + [paths["video"]]:
-                Path(p).unlink(missing_ok=True)
+                writer.abort()  # its temporary file; an older file at its final name is left alone
+            for done in renamed:  # a partial set of outputs from this run is removed whole
+                done.unlink(missing_ok=True)
             raise
         sidecar = Path(paths["video"]).with_suffix(".json")
         atomic_write_json(sidecar, self.sidecar())

@@ -177,3 +177,26 @@ def test_twenty_seconds_chain_windows_and_join_them_continuously(model, portrait
     assert steps[joins].mean() < 2.0 * np.median(steps), (steps[joins].mean(), np.median(steps))
     chunks = list(result.chunks())
     assert [len(c) for c in chunks] == [128, 128, 128, 116]  # rendered window by window
+
+
+def test_a_failed_save_leaves_an_older_video_alone_and_no_partial_file(model, portrait_path, speech_path, tmp_path,
+                                                                        monkeypatch) -> None:
+    import soundfile
+
+    out = tmp_path / "talk.mp4"
+    out.write_bytes(b"an older video")
+    speech, rate = soundfile.read(speech_path, dtype="float32")
+    result = model.generate(portrait_path, np.tile(speech, 3), sample_rate=rate, seed=0)  # > 128 frames: 2 windows
+    original, calls = type(result)._render, []
+
+    def failing(*args, **kwargs):  # a mock: a failure mid-video (disk full, a killed worker) cannot be made here
+        calls.append(1)
+        if len(calls) > 1:
+            raise OSError("no space left on device")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(type(result), "_render", failing)
+    with pytest.raises(OSError, match="no space"):
+        result.save(out)
+    assert len(calls) == 2 and out.read_bytes() == b"an older video"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["talk.mp4"]
