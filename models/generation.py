@@ -38,14 +38,6 @@ class Identity(NamedTuple):
     id_map: torch.Tensor  # (1, C, s, s)
 
 
-class RenderedChunk(NamedTuple):
-    """One window of a generated video: its first frame's index, its non-lip codes and its frames."""
-
-    start: int
-    f_nl: np.ndarray  # (t, N) float32
-    frames: torch.Tensor  # (t, 3, S, S) in [-1, 1]
-
-
 @torch.no_grad()
 def encode_identity(head: TalkingHead, photo: torch.Tensor) -> Identity:
     """E_id of one aligned photo (3, S, S) in [-1, 1]."""
@@ -130,15 +122,3 @@ def iter_prior_nl(prior: MotionPrior, f_a: np.ndarray, sampler: SamplerConfig | 
             mask[0, frame], values[0, frame] = True, code
     for chunk in iter_nl(prior.net, prior.config, f_a[None], sampler, generator, mask, values):
         yield chunk[0]  # (t, N)
-
-
-def iter_render(head: TalkingHead, identity: Identity, nl_chunks: Iterator[np.ndarray], f_l: np.ndarray,
-                batch: int = 64) -> Iterator[RenderedChunk]:
-    """Render each non-lip chunk as it comes with the matching lip codes ``f_l`` (L, lip_dim)."""
-    start = 0
-    for f_nl in nl_chunks:
-        frames = render(head, identity, f_nl, f_l[start:start + len(f_nl)], batch)  # (t, 3, S, S)
-        yield RenderedChunk(start, f_nl, frames)
-        start += len(f_nl)
-    if start != len(f_l):
-        raise ValueError(f"the non-lip codes cover {start} frames, the audio {len(f_l)}")

@@ -35,10 +35,10 @@ def bundle(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None
 def record_bundle(p: Params, manifest: dict) -> None:
     """The bundle's MLflow run under the pipeline's parent: its manifest, and tags for its files' hashes (the git
     commit is tagged by the tracker; it stays out of bundle.json, which is a pure function of its inputs)."""
-    from thpad.storage.bundle import sha256_file
+    from thpad.storage.bundle import bundle_id
     from thpad.storage.tracking import open_stage_run
 
     tags = {f"thpad.bundle.{role}_sha256": entry["sha256"] for role, entry in manifest["files"].items()}
-    tags["thpad.bundle.id"] = sha256_file(Path(p.paths.bundle) / "bundle.json")[:12]
+    tags["thpad.bundle.id"] = bundle_id(p.paths.bundle)
     with open_stage_run(p.runtime.tracking, "bundle", {"sampling": manifest["sampling"]}, tags) as run:
         run.log_artifact(Path(p.paths.bundle) / "bundle.json")

@@ -16,9 +16,12 @@ commit, no absolute path in ``bundle.json``), so DVC sees the same hash for the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from typing import Any
 import torch
 
 from thpad.storage.checkpoint import SnapshotError, read_snapshot
+from thpad.storage.files import temp_sibling
 
 SCHEMA_VERSION = 1
 MANIFEST = "bundle.json"
@@ -54,6 +58,27 @@ def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary sibling folder of ``path`` to fill (the bundle, the demo); when the block ends without an error it
+    replaces ``path`` whole, and in every case the temporary folder is gone afterwards."""
+    path = Path(path)
+    tmp = temp_sibling(path)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bundle_id(root: str | os.PathLike) -> str:
+    """A bundle's short id: the first 12 hex digits of its manifest file's sha256."""
+    return sha256_file(Path(root) / MANIFEST)[:12]
+
+
 @dataclass(frozen=True)
 class Bundle:
     """A verified bundle: its folder, its manifest, and the snapshots' configs and weights (CPU tensors)."""
@@ -64,8 +89,8 @@ class Bundle:
 
     @property
     def id(self) -> str:
-        """A short id: the first 12 hex digits of the manifest file's sha256."""
-        return sha256_file(self.root / MANIFEST)[:12]
+        """The bundle's short id (``bundle_id``)."""
+        return bundle_id(self.root)
 
 
 def read_manifest(root: str | os.PathLike) -> dict[str, Any]:

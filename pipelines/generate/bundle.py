@@ -21,7 +21,7 @@ from thpad.models.motion_prior import build_prior, is_diffusion
 from thpad.models.talking_head import build_talking_head
 from thpad.pipelines.preprocess.config import PreprocessConfig
 from thpad.pipelines.train.prior.config import PriorValidationParams
-from thpad.storage.bundle import MANIFEST, SCHEMA_VERSION, md5_file, read_bundle, sha256_file
+from thpad.storage.bundle import MANIFEST, SCHEMA_VERSION, atomic_dir, md5_file, read_bundle, sha256_file
 from thpad.storage.checkpoint import SnapshotError, load_snapshot, read_snapshot
 from thpad.storage.files import atomic_write_json
 
@@ -89,10 +89,7 @@ def build_bundle(sources: BundleSources, out: str | os.PathLike, preprocess: Pre
         inputs[role] = {"path": Path(source).name, "md5": md5_file(source)}
     check_compatible(configs)
     load_snapshot(sources.talking_head, build_talking_head)  # the weights fit the config (fails early, names it)
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(out) as tmp:
         for role, source in vars(sources).items():
             shutil.copyfile(source, tmp / FILE_NAMES[role])
             files[role] = {"path": FILE_NAMES[role], "sha256": sha256_file(tmp / FILE_NAMES[role]),
@@ -102,9 +99,5 @@ def build_bundle(sources: BundleSources, out: str | os.PathLike, preprocess: Pre
                     "inputs": inputs}
         atomic_write_json(tmp / MANIFEST, manifest)
         read_bundle(tmp)  # what consumers will do: every hash and snapshot checked once more
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log.info("bundle: %s (%s)", out, ", ".join(f"{r} {f['bytes'] / 1e6:.1f} MB" for r, f in files.items()))
     return manifest

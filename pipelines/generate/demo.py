@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from PIL import Image
 from thpad.pipelines.generate.config import DemoConfig
 from thpad.pipelines.generate.model import TalkingHeadModel
 from thpad.pipelines.generate.strip import frame_strip
+from thpad.storage.bundle import atomic_dir
 from thpad.storage.files import atomic_write_json
 from thpad.storage.manifest import manifest_uri, read_manifest
 from thpad.storage.uri import Storage, join
@@ -65,17 +65,9 @@ def pick(sources: list[str], index: int) -> str:
 def build_demo(model: TalkingHeadModel, cfg: DemoConfig, sources: list[str], out: str | os.PathLike
                ) -> dict[str, Any]:
     """Write the demo folder (replaced whole: built beside it, then renamed); returns ``index.json``."""
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(out) as tmp:
         index = _write_demo(model, cfg, sources, tmp)
         atomic_write_json(tmp / "index.json", index)
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return index
 
 

@@ -32,7 +32,7 @@ from thpad.pipelines.generate.trajectory import Trajectory, scaled_chunks
 from thpad.pipelines.media.audio import mel_spectrogram
 from thpad.pipelines.media.config import AlignConfig, AudioConfig, TrackConfig, bins_per_frame, samples_per_frame
 from thpad.pipelines.media.faces import FaceLandmarker
-from thpad.storage.bundle import Bundle, read_bundle
+from thpad.storage.bundle import Bundle, read_bundle, sha256_file
 from thpad.storage.windows import mel_window
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,17 @@ def _load_net(module: torch.nn.Module, state: Mapping[str, torch.Tensor], device
     return module.to(device).eval()
 
 
+def label(source: Any, default: str) -> str:
+    """How messages name an input: its path, else ``default`` ("photo", "speech")."""
+    return str(source) if isinstance(source, str | Path) else default
+
+
 def sha256_of(source: Any) -> str | None:
     """The sha256 of a path's or bytes' content (None for arrays: they have no file)."""
     if isinstance(source, bytes | bytearray):
         return hashlib.sha256(source).hexdigest()
     if isinstance(source, str | Path) and Path(source).is_file():
-        return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+        return sha256_file(source)
     return None
 
 
@@ -96,14 +101,14 @@ class TalkingHeadModel:
     def portrait(self, image: Any, face: int | None = None, name: str | None = None) -> Portrait:
         """Load any photo and align its face exactly as preprocessing aligns video frames. The last few photos are
         kept by their pixels' hash, so generating again from the same photo skips face detection."""
-        label = name or (str(image) if isinstance(image, str | Path) else "photo")
-        pixels = load_image(image, name=label)
+        name = name or label(image, "photo")
+        pixels = load_image(image, name=name)
         key = (hashlib.sha256(pixels.tobytes()).hexdigest(), pixels.shape, face)
         with self._lock:
             cached = self._portraits.get(key)
         if cached is not None:
             return cached
-        portrait = align_portrait(pixels, self.landmarker, self.track_cfg, self.align_cfg, face, name=label)
+        portrait = align_portrait(pixels, self.landmarker, self.track_cfg, self.align_cfg, face, name=name)
         with self._lock:
             while len(self._portraits) >= PORTRAIT_CACHE:
                 self._portraits.pop(next(iter(self._portraits)))
@@ -113,8 +118,8 @@ class TalkingHeadModel:
     def speech(self, audio: Any, sample_rate: int | None = None, name: str | None = None,
                max_seconds: float | None = None) -> np.ndarray:
         """Load any speech as mono PCM at the bundle's sample rate, as preprocessing resamples it."""
-        label = name or (str(audio) if isinstance(audio, str | Path) else "speech")
-        return load_speech(audio, self.audio_cfg, sample_rate=sample_rate, name=label, max_seconds=max_seconds)
+        return load_speech(audio, self.audio_cfg, sample_rate=sample_rate, name=name or label(audio, "speech"),
+                           max_seconds=max_seconds)
 
     def audio_codes(self, pcm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """f_a (L, A) and f_l (L, lip) of PCM at the bundle's rate; L = round(len(pcm) * fps / sample_rate)."""

@@ -76,10 +76,11 @@ class GenerationResult:
         """The first sample's non-lip trajectory (L, N) (sampled in full on first access)."""
         return self.samples[0].f_nl
 
-    def _render(self, start: int, end: int, size: int | None, paste: PasteBack | None) -> list[np.ndarray]:
-        """Frames [start, end) of every sample as (t, H, W, 3) uint8, resized or pasted back as asked."""
+    def _render(self, start: int, end: int, size: int | None, paste: PasteBack | None,
+                samples: list[Sample] | None = None) -> list[np.ndarray]:
+        """Frames [start, end) of each of ``samples`` (default: all) as (t, H, W, 3) uint8, resized or pasted back."""
         out = []
-        for sample in self.samples:
+        for sample in self.samples if samples is None else samples:
             f_nl = sample.trajectory.frames(start, end)  # (t, N): samples the prior's next window when needed
             frames = to_uint8(render(self.model.head, self.identity, f_nl, self.f_l[start:end]))
             if paste is not None:
@@ -98,11 +99,9 @@ class GenerationResult:
         ``size`` resizes the aligned face (resizing, not added detail); ``paste_back`` returns the whole photo with
         the generated face blended in (its size, not ``size``).
         """
-        one = GenerationResult(self.model, self.identity, self.portrait, self.f_l, self.audio,
-                               [self.samples[sample]], self.settings, self.inputs)
         paste = self._paste(paste_back)
         for start in range(0, self.num_frames, WINDOW):
-            yield one._render(start, min(start + WINDOW, self.num_frames), size, paste)[0]
+            yield self._render(start, min(start + WINDOW, self.num_frames), size, paste, [self.samples[sample]])[0]
 
     def frames(self, sample: int = 0, size: int | None = None, paste_back: bool = False) -> np.ndarray:
         """Every frame at once, (L, H, W, 3) uint8; warns past ``MAX_FRAMES_IN_MEMORY`` frames (use ``chunks``)."""
