@@ -31,6 +31,7 @@ run: setup
 	$(BIN)/dvc repro
 	@echo ""
 	@echo "Done. Talking-head videos from held-out inputs: data/demo/ (samples.mp4, keyframe.mp4, reenacted.mp4, strip.png)"
+	@echo "Evaluation: data/evaluate/report.html (Table I, diffusion vs AR, lips, identity); .venv/bin/dvc metrics show"
 	@echo "Your own photo and speech: .venv/bin/thpad generate face.jpg speech.wav -o talk.mp4 --samples 3"
 
 test: setup

@@ -87,15 +87,31 @@ def ensure_ray(cfg: RayConfig) -> None:
     atexit.register(_remove_local_ray, temp_dir)
 
 
+# Ray Train's placement-group cleaner (a detached actor per fit) and the warning it logs each time its 1 s poll of
+# the controller through the State API fails (placement_group_cleaner.py, ``_monitor_loop``).
 PG_CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+PG_CLEANER_POLL_FAILURE = "Failed to query Ray Train Controller actor state."
+
+
+class DropControllerPollFailures(logging.Filter):
+    """Drops the placement-group cleaner's poll-failure warning and lets every other record through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.WARNING and record.getMessage().startswith(PG_CLEANER_POLL_FAILURE))
 
 
 def quiet_local_worker() -> None:
-    """Ray's worker set-up hook on a local Ray. It starts without the dashboard, so the State API that Ray Train's
-    placement-group cleaner polls is absent: the cleaner would log a warning every second of every training stage.
-    Its job (freeing the placement group of a crashed controller) is moot on a Ray that this process stops at exit,
-    so its warnings are silenced; errors still show."""
-    logging.getLogger(PG_CLEANER_LOGGER).setLevel(logging.ERROR)
+    """Ray's worker set-up hook on a local Ray (it runs in every worker process, the cleaner's included).
+
+    A local Ray starts without the dashboard, so the State API that Ray Train's placement-group cleaner polls
+    every second is absent: each poll fails at once and logs one warning, hundreds per training stage (Ray has
+    no setting for the poll or for the cleaner). The cleaner's job, freeing the placement group of a crashed
+    controller, is moot on a Ray that this process stops at exit, so that one warning is dropped; the cleaner's
+    other warnings and errors still show. Idempotent.
+    """
+    logger = logging.getLogger(PG_CLEANER_LOGGER)
+    if not any(isinstance(f, DropControllerPollFailures) for f in logger.filters):
+        logger.addFilter(DropControllerPollFailures())
 
 
 def _remove_local_ray(temp_dir: str) -> None:

@@ -7,6 +7,7 @@ import typer
 from thpad.stages.bundle import bundle
 from thpad.stages.common import setup_logging
 from thpad.stages.demo import demo
+from thpad.stages.evaluate import evaluate
 from thpad.stages.extract_features import extract_features
 from thpad.stages.generate import EPILOG, generate
 from thpad.stages.generate_batch import generate_batch
@@ -42,6 +43,7 @@ app.command("extract-features")(extract_features)
 app.command("train-prior")(train_prior)
 app.command("train-prior-ar")(train_prior_ar)
 app.command("bundle")(bundle)
+app.command("evaluate")(evaluate)
 app.command("demo")(demo)
 app.command("generate", epilog=EPILOG)(generate)
 app.command("generate-batch")(generate_batch)

@@ -56,15 +56,14 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def run_checked(run: Callable[[], Any], check: Callable[[], None], key: str) -> dict[str, Any]:
+def run_checked(run: Callable[[], Any], check: Callable[[], None], key: str) -> Any:
     """Check a stage's inputs (a ``FileNotFoundError`` or ``ValueError``: exit 2 naming the params ``key``), run it
-    (a ``StorageError``: exit 1) and return its final metrics."""
+    (a ``StorageError``: exit 1) and return what the run returned (a training stage: Ray Train's ``Result``)."""
     try:
         check()
     except (FileNotFoundError, ValueError) as err:
         fail(f"{err} ({key})", EXIT_CONFIG)
     try:
-        result = run()
+        return run()
     except StorageError as err:
         fail(str(err), EXIT_FAILED)
-    return dict(result.metrics or {})

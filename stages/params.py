@@ -30,6 +30,7 @@ import yaml
 
 from thpad.codec import ConfigError, from_dict, to_dict
 from thpad.pipelines.corpus.config import CorpusConfig
+from thpad.pipelines.evaluate.config import EvaluateConfig
 from thpad.pipelines.features.config import FeaturesConfig
 from thpad.pipelines.generate.config import DemoConfig, GenerateConfig
 from thpad.pipelines.preprocess.config import PreprocessConfig
@@ -60,6 +61,9 @@ class PathsConfig:
     prior_ar: str
     bundle: str
     demo: str
+    evaluate: str
+    metrics: str
+    plots: str
     work: str
 
 
@@ -100,6 +104,7 @@ class Params:
     extract_features: FeaturesConfig
     train_prior: PriorConfig
     train_prior_ar: PriorARConfig
+    evaluate: EvaluateConfig
     generate: GenerateConfig
     demo: DemoConfig
     submit: SubmitConfig

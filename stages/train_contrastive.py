@@ -8,6 +8,7 @@ import typer
 
 from thpad.pipelines.train.contrastive.loop import STAGE
 from thpad.pipelines.train.contrastive.loop import train_contrastive as run_stage
+from thpad.pipelines.train.harness import export_dvc_outputs
 from thpad.stages.common import (
     DRY_RUN_OPTION,
     EXIT_CONFIG,
@@ -25,8 +26,10 @@ from thpad.storage.uri import Storage, StorageError
 def train_contrastive(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None:
     """Train the audio encoder E_a and the visual encoder E_v (+MLP_cl) with the CLIP-style loss, after E_v's
     warm-up on the mouth's landmark motion (train_contrastive.landmark_motion); writes the EMA snapshot to
-    paths.contrastive. A rerun with the same config and data resumes its training state."""
-    cfg = with_absolute_paths(read_params(params).train_contrastive, "shards", "work", "out")
+    paths.contrastive, the DVC metrics to paths.metrics and the loss and validation curves to paths.plots. A rerun
+    with the same config and data resumes its training state."""
+    p = read_params(params)
+    cfg = with_absolute_paths(p.train_contrastive, "shards", "work", "out")
     if dry_run:
         print_dry_run(cfg)
         return
@@ -37,6 +40,7 @@ def train_contrastive(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTI
         result = run_stage(cfg)
     except StorageError as err:
         fail(str(err), EXIT_FAILED)
+    export_dvc_outputs(result, STAGE, p.paths.metrics, p.paths.plots)
     metrics = result.metrics or {}
     typer.echo(f"{STAGE}: {metrics.get('step', 0)} steps, {metrics.get('cur_nsamples', 0)} samples; "
                f"val audio->frame top-1 {metrics.get('val_ema/top1', float('nan')):.3f} "

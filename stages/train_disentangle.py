@@ -10,6 +10,7 @@ from thpad.pipelines.train.disentangle.config import DisentangleConfig
 from thpad.pipelines.train.disentangle.inputs import StageInputError
 from thpad.pipelines.train.disentangle.loop import STAGE
 from thpad.pipelines.train.disentangle.loop import train_disentangle as run_stage
+from thpad.pipelines.train.harness import export_dvc_outputs
 from thpad.stages.common import (
     DRY_RUN_OPTION,
     EXIT_CONFIG,
@@ -20,18 +21,22 @@ from thpad.stages.common import (
     read_params,
     with_absolute_paths,
 )
+from thpad.stages.params import PathsConfig
 from thpad.storage.uri import StorageError
 
 
 def train_disentangle(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTION) -> None:
     """Train the non-lip space: E_id, E_v (+MLP_ol/MLP_nl), MLP_a2l, G and D from the stage-1 snapshot; writes the
-    EMA talking head to paths.disentangle. A rerun with the same config and inputs resumes its training state."""
-    cfg = with_absolute_paths(read_params(params).train_disentangle, "shards", "contrastive", "work", "out")
-    run_command(cfg, dry_run)
+    EMA talking head to paths.disentangle, the DVC metrics to paths.metrics and the loss and validation curves to
+    paths.plots. A rerun with the same config and inputs resumes its training state."""
+    p = read_params(params)
+    cfg = with_absolute_paths(p.train_disentangle, "shards", "contrastive", "work", "out")
+    run_command(cfg, dry_run, p.paths)
 
 
-def run_command(cfg: DisentangleConfig, dry_run: bool = False) -> None:
-    """The stage on a resolved config: input checks with clean errors, the run, a one-line summary."""
+def run_command(cfg: DisentangleConfig, dry_run: bool = False, paths: PathsConfig | None = None) -> None:
+    """The stage on a resolved config: input checks with clean errors, the run, its DVC metrics and plots (in
+    ``paths.metrics`` and ``paths.plots``; none without ``paths``), a one-line summary."""
     if dry_run:
         print_dry_run(cfg)
         return
@@ -41,6 +46,8 @@ def run_command(cfg: DisentangleConfig, dry_run: bool = False) -> None:
         fail(str(err), EXIT_CONFIG)
     except StorageError as err:
         fail(str(err), EXIT_FAILED)
+    if paths is not None:
+        export_dvc_outputs(result, STAGE, paths.metrics, paths.plots)
     m = result.metrics or {}
     probe = ", ".join(f"{t} {m[f'val/probe_nl/{t}']:.2f}/{m[f'val/probe_lip/{t}']:.2f}"
                       for t in cfg.validation.probe_targets if f"val/probe_nl/{t}" in m)

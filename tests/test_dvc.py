@@ -1,11 +1,12 @@
 """``dvc repro`` for real, in a temporary git repository holding a copy of the project (micro profile): every
 stage from the raw sample corpus to the trained priors (2-3 steps each), joining the session's Ray head; a second
 repro does nothing; ``dvc status`` names exactly the stages a param change reruns; ``dvc exp run -S`` on a prior
-param reruns only that prior (and the
-bundle that holds it, and the demo made with the bundle)."""
+param reruns only that prior and what is made from it (the bundle, its evaluation and the demo), and ``dvc exp
+show``, ``dvc metrics`` and ``dvc plots`` read the runs' metrics."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -51,7 +52,7 @@ def dvc_repo(tmp_path_factory, ray_head) -> tuple[Path, dict]:
 
 
 STAGES = ("sample_corpus", "preprocess", "train_contrastive", "train_disentangle", "extract_features", "train_prior",
-          "train_prior_ar", "bundle", "demo")
+          "train_prior_ar", "bundle", "evaluate", "demo")
 
 
 def _changed_stages(status: str) -> set[str]:
@@ -87,6 +88,7 @@ def test_repro_builds_then_does_nothing_then_reruns_on_param_change(dvc_repo) ->
     demo = root / "data" / "demo"
     assert {"samples.mp4", "keyframe.mp4", "reenacted.mp4", "strip.png", "index.json"} <= {p.name for p in
                                                                                           demo.iterdir()}
+    assert (root / "metrics" / "evaluate.json").is_file() and (root / "data" / "evaluate" / "report.html").is_file()
     second = _run([dvc, "repro"], root, env)
     assert "didn't change, skipping" in second or "Data and pipelines are up to date" in second
     assert "up to date" in _run([dvc, "status"], root, env)
@@ -99,6 +101,9 @@ def test_repro_builds_then_does_nothing_then_reruns_on_param_change(dvc_repo) ->
     _set_param(root, "train_prior", "validation.num_steps", 7)  # the validated sampling defaults: prior and bundle
     assert _changed_stages(_run([dvc, "status"], root, env)) == {"train_prior", "bundle"}
     _set_param(root, "train_prior", "validation.num_steps", 5)
+    _set_param(root, "evaluate", "seeds", 3)  # the evaluation's own params rerun it alone
+    assert _changed_stages(_run([dvc, "status"], root, env)) == {"evaluate"}
+    _set_param(root, "evaluate", "seeds", 2)
     _set_param(root, "corpus", "seed", 1)
     status = _run([dvc, "status"], root, env)
     assert "sample_corpus:" in status and "modified:" in status and "corpus" in status
@@ -117,4 +122,12 @@ def test_exp_run_on_a_prior_param_reruns_only_that_prior(dvc_repo) -> None:
     _run(["git", "commit", "-qm", "pipeline ran"], root, env)
     out = _run([dvc, "exp", "run", "-S", "train_prior.schedule.lr=0.002"], root, env)
     ran = {name for name in STAGES if f"Running stage '{name}'" in out}
-    assert ran == {"train_prior", "bundle", "demo"}, out  # the bundle holds the prior, the demo uses the bundle
+    assert ran == {"train_prior", "bundle", "evaluate", "demo"}, out  # all made from the prior
+    shown = json.loads(_run([dvc, "exp", "show", "--json"], root, env))
+    metrics = [json.dumps(row) for row in shown]
+    assert any("table1" in m and "evaluate.json" in m for m in metrics), shown  # evaluate's keys, both runs
+    assert "metrics/evaluate.json" in _run([dvc, "metrics", "show"], root, env)
+    diff = _run([dvc, "metrics", "diff", "HEAD"], root, env)  # the workspace (the experiment) against the commit
+    assert "table1" in diff, diff
+    plots = _run([dvc, "plots", "show", "--json"], root, env)
+    assert "plots/evaluate/table1.csv" in plots

@@ -32,13 +32,16 @@ from thpad.codec import to_dict
 from thpad.pipelines.ray_env import RayConfig, ensure_ray
 from thpad.pipelines.train.config import ScalingParams, ScheduleParams, per_rank_batch
 from thpad.storage.checkpoint import atomic_torch_save, save_snapshot
+from thpad.storage.dvc_outputs import SAMPLES, STEP, TRAIN, VAL, Rename, write_training_outputs
 from thpad.storage.fingerprint import bytes_fingerprint
 from thpad.storage.tracking import StageRun, TrackingConfig, open_stage_run, resolve_tracking_config
 from thpad.storage.uri import S3Config, Storage, is_s3, join
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "state.pt"  # rank 0: model, EMA, optimizer, step, cur_nsamples (and stage extras)
+STATE_FILE = "state.pt"  # rank 0: model, EMA, optimizer, step, cur_nsamples, history (and stage extras)
+HISTORY_KEY = "history"  # the training state's entry holding the run's ``History``
+OPTIONAL_STATE = (HISTORY_KEY,)  # entries that states written before they existed lack: those start empty
 SNAPSHOT_FILE = "snapshot.pt"  # rank 0, final checkpoint only: EMA weights + JSON config
 RAY_TRAIN_DIR = "ray_train"
 KILL_DELAY_S = 5.0  # see kill_this_worker
@@ -391,13 +394,65 @@ def resume(rank: int, seed: int, stateful: Mapping[str, Any], position_key: str)
     if shared is not None:
         log.info("Resuming from step %d (%d samples)...", shared["step"], shared["cur_nsamples"])
         for key, target in stateful.items():
-            target.load_state_dict(shared[key])
+            if key in shared or key not in OPTIONAL_STATE:
+                target.load_state_dict(shared[key])
         progress.step, progress.cur_nsamples, progress.resumed = shared["step"], shared["cur_nsamples"], True
     torch.manual_seed(derive_seed(seed, rank, 1))  # each rank's own stream from here on
     if own is not None:
         restore_rng(own["rng"])
         progress.epoch, progress.position = own["epoch"], own[position_key]
     return progress
+
+
+class History:
+    """The figures a run has logged, kept in rank 0's training state (``HISTORY_KEY``) so that a resumed run still
+    holds its whole curves: rows of kind ``TRAIN`` (the loss terms of each log tick) and ``VAL`` (each validation),
+    each ``{"step": int, "samples": int, name: float}`` with the names logged to MLflow (``train/loss``).
+
+    A restart from a checkpoint restores the rows up to it, and the updates after it log their steps again, so no
+    step is recorded twice; ``add`` also drops rows at or after the step it records (a finished run that is rerun
+    validates its last step again)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[dict[str, float]]] = {TRAIN: [], VAL: []}
+
+    def add(self, kind: str, step: int, cur_nsamples: int, values: Mapping[str, float]) -> None:
+        """Record ``values`` (MLflow names) of kind ``TRAIN`` or ``VAL`` at ``step``; nothing when ``values`` is
+        empty (the validation of ranks other than 0)."""
+        if not values:
+            return
+        rows = self.rows[kind]
+        while rows and rows[-1][STEP] >= step:
+            rows.pop()
+        rows.append({STEP: step, SAMPLES: cur_nsamples, **{name: float(v) for name, v in values.items()}})
+
+    def state_dict(self) -> dict[str, list[dict[str, float]]]:
+        """The rows by kind (plain lists and dicts: ``torch.load(..., weights_only=True)`` reads them)."""
+        return {kind: [dict(row) for row in rows] for kind, rows in self.rows.items()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+        self.rows = {kind: [dict(row) for row in state.get(kind, ())] for kind in (TRAIN, VAL)}
+
+
+def read_history(checkpoint: Any) -> dict[str, list[dict[str, float]]]:
+    """The ``History`` rows in rank 0's training state of a Ray Train checkpoint (the stage process reads the final
+    one); empty rows for a state written before the history was kept. The state is memory-mapped: its tensors,
+    which may be large, are never read."""
+    with checkpoint.as_directory() as folder:
+        state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True, mmap=True)
+        history = History()
+        history.load_state_dict(state.get(HISTORY_KEY, {}))
+    return history.state_dict()
+
+
+def export_dvc_outputs(result: Any, stage: str, metrics_root: str | Path, plots_root: str | Path,
+                       rename: Rename | None = None) -> list[Path]:
+    """Write a finished run's DVC metrics and plots (``storage.dvc_outputs.write_training_outputs``, which lists the
+    keys) in the stage process: the figures reported with the final checkpoint (``result.metrics``) and the
+    ``History`` in it. ``rename``: applied to the validation figures. Returns the written paths."""
+    return write_training_outputs(stage, result.metrics or {}, read_history(result.checkpoint), metrics_root,
+                                  plots_root, rename)
 
 
 def gather_rows(x: torch.Tensor, world_size: int) -> torch.Tensor:

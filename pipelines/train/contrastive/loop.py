@@ -27,6 +27,7 @@ from thpad.pipelines.train.contrastive.config import ContrastiveConfig
 from thpad.pipelines.train.contrastive.validate import load_val_pairs, similarity_figure, validate
 from thpad.pipelines.train.frames import MEL_BINS_PER_FRAME, FrameDataset, FrameSamplingConfig, endless_batches
 from thpad.pipelines.train.harness import (
+    History,
     capture_rng,
     crossed,
     ema_update,
@@ -43,6 +44,7 @@ from thpad.pipelines.train.harness import (
     step_with_averaged_gradients,
 )
 from thpad.pipelines.train.landmark_motion import landmark_head, landmark_motion_loss
+from thpad.storage.dvc_outputs import TRAIN, VAL
 from thpad.storage.fingerprint import shards_fingerprint
 from thpad.storage.manifest import identity_indices, list_shards, manifest_uri, read_manifest
 from thpad.storage.tracking import NullRun, StageRun, resume_stage_run
@@ -92,10 +94,10 @@ def pretrain_visual(net: ContrastiveNet, batches: Iterator[tuple[int, int, dict[
 
 
 def training_state(net: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer, bank: MemoryBank,
-                   step: int, cur_nsamples: int) -> dict[str, Any]:
+                   history: History, step: int, cur_nsamples: int) -> dict[str, Any]:
     """What rank 0 stores in each checkpoint (everything shared by all ranks)."""
     return {"model": net.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-            "bank": bank.state_dict(), "step": step, "cur_nsamples": cur_nsamples}
+            "bank": bank.state_dict(), "history": history.state_dict(), "step": step, "cur_nsamples": cur_nsamples}
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -122,13 +124,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     net = build_net(net_config(cfg)).to(device)
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     bank = MemoryBank(MEMORY_BANK_PRESETS[cfg.memory_bank]).to(device)
+    history = History()  # the curves, for the stage's DVC plots
 
     # Set up the optimizer.
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=s.lr)
 
     # Resume training from the last checkpoint, if any.
-    progress = resume(rank, s.seed, {"model": net, "ema": ema, "optimizer": optimizer, "bank": bank}, "batch")
+    progress = resume(rank, s.seed, {"model": net, "ema": ema, "optimizer": optimizer, "bank": bank,
+                                     "history": history}, "batch")
     step, cur_nsamples, epoch, position = progress.step, progress.cur_nsamples, progress.epoch, progress.position
     fresh_start = not progress.resumed
     batches = endless_batches(dataset, batch_gpu, cfg.data.loader_workers, epoch, position)
@@ -172,7 +176,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if crossed(prev_nsamples, cur_nsamples, s.log_every_samples) or done:
             now = time.perf_counter()
             speed = (cur_nsamples - tick_nsamples) / max(now - tick_time, 1e-9)
-            tracker.log_metrics({"train/loss": float(np.mean(losses)), "train/lr": lr,
+            train = {"train/loss": float(np.mean(losses))}
+            history.add(TRAIN, step, cur_nsamples, train)
+            tracker.log_metrics({**train, "train/lr": lr,
                                  "train/grad_norm": float(grad_norm), "train/logit_scale": float(scale.detach()),
                                  "train/samples_per_s": speed, "progress/nsamples": cur_nsamples}, step)
             tick_nsamples, tick_time = cur_nsamples, now
@@ -181,19 +187,21 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if crossed(prev_nsamples, cur_nsamples, s.checkpoint_every_samples) and not done:
             metrics, _ = validate(net, ema, val)
             tracker.log_metrics(metrics, step)
+            history.add(VAL, step, cur_nsamples, metrics)
             report_checkpoint({**metrics, "step": step, "cur_nsamples": cur_nsamples}, rank,
                               {"rng": capture_rng(), "epoch": epoch, "batch": position},
-                              training_state(net, ema, optimizer, bank, step, cur_nsamples) if lead else None)
+                              training_state(net, ema, optimizer, bank, history, step, cur_nsamples) if lead else None)
 
     # Finish: validate, draw the retrieval matrix, save the final state with the snapshot.
     metrics, sim = validate(net, ema, val)
     tracker.log_metrics(metrics, step)
+    history.add(VAL, step, cur_nsamples, metrics)
     if sim is not None:
         tracker.log_figure(similarity_figure(sim, f"audio-to-frame similarity (EMA, step {step})"),
                            "retrieval_matrix.png")
     report_checkpoint({**metrics, "step": step, "cur_nsamples": cur_nsamples}, rank,
                       {"rng": capture_rng(), "epoch": epoch, "batch": position},
-                      training_state(net, ema, optimizer, bank, step, cur_nsamples) if lead else None,
+                      training_state(net, ema, optimizer, bank, history, step, cur_nsamples) if lead else None,
                       (net_config(cfg), ema) if lead else None)
     log.info("Done after %d steps (%d samples).", step, cur_nsamples)
 

@@ -71,6 +71,7 @@ from thpad.pipelines.train.disentangle.networks import (
 from thpad.pipelines.train.disentangle.validate import grid_figure, validate
 from thpad.pipelines.train.frames import FrameDataset, endless_batches
 from thpad.pipelines.train.harness import (
+    History,
     Meter,
     capture_rng,
     crossed,
@@ -84,6 +85,7 @@ from thpad.pipelines.train.harness import (
     run_training,
     step_with_averaged_gradients,
 )
+from thpad.storage.dvc_outputs import TRAIN, VAL
 from thpad.storage.fingerprint import file_fingerprint, shards_fingerprint
 from thpad.storage.manifest import identity_indices, list_shards, manifest_uri, read_manifest
 from thpad.storage.tracking import NullRun, StageRun, resume_stage_run
@@ -91,6 +93,7 @@ from thpad.storage.uri import Storage
 
 log = logging.getLogger(__name__)
 STAGE = "train_disentangle"
+GRAD_NORM = "train/grad_norm"  # the meter's figures that are no loss terms (train/grad_norm_g, _d)
 
 
 # Inputs: the stage-1 snapshot and optional weight files.
@@ -109,14 +112,14 @@ STAGE = "train_disentangle"
 
 
 def training_state(head: nn.Module, ema: nn.Module, disc: nn.Module, logit_scale: nn.Module,
-                   optimizers: Sequence[torch.optim.Optimizer], bank: MemoryBank, step: int,
+                   optimizers: Sequence[torch.optim.Optimizer], bank: MemoryBank, history: History, step: int,
                    cur_nsamples: int, landmark: nn.Module | None = None) -> dict[str, Any]:
     """What rank 0 stores in each checkpoint (everything shared by all ranks)."""
     extra = {} if landmark is None else {"landmark_head": landmark.state_dict()}
     return {"model": head.state_dict(), "ema": ema.state_dict(), "discriminator": disc.state_dict(),
             "logit_scale": logit_scale.state_dict(), "opt_g": optimizers[0].state_dict(),
-            "opt_d": optimizers[1].state_dict(), "bank": bank.state_dict(), "step": step,
-            "cur_nsamples": cur_nsamples, **extra}
+            "opt_d": optimizers[1].state_dict(), "bank": bank.state_dict(), "history": history.state_dict(),
+            "step": step, "cur_nsamples": cur_nsamples, **extra}
 
 
 def announce_feature_losses(loss_nets: LossNets, tracker: StageRun, lead: bool) -> None:
@@ -155,6 +158,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     landmark = None if landmark is None else landmark.to(device)
     ema = copy.deepcopy(head).eval().requires_grad_(False)
     bank = MemoryBank(MEMORY_BANK_PRESETS[cfg.memory_bank]).to(device)
+    history = History()  # the curves, for the stage's DVC plots
     loss_nets = build_loss_nets(cfg, device)
     announce_feature_losses(loss_nets, tracker, lead)
 
@@ -163,7 +167,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     # Resume training from the last checkpoint, if any.
     stateful = {"model": head, "ema": ema, "discriminator": disc, "logit_scale": logit_scale,
-                "opt_g": optimizers[0], "opt_d": optimizers[1], "bank": bank}
+                "opt_g": optimizers[0], "opt_d": optimizers[1], "bank": bank, "history": history}
     progress = resume(rank, s.seed, stateful | ({} if landmark is None else {"landmark_head": landmark}), "batch")
     step, cur_nsamples, epoch, position = progress.step, progress.cur_nsamples, progress.epoch, progress.position
     fresh_start = not progress.resumed
@@ -173,7 +177,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         pretrain_visual(head, landmark, batches, cfg, device, world_size, tracker)
         ema_update(ema, head, 0.0)  # the EMA starts from the pretrained encoders
     if fresh_start:
-        tracker.log_metrics(validate(ema, val, cfg)[0], 0)  # the starting point of the validation curves
+        start = validate(ema, val, cfg)[0]  # the starting point of the validation curves
+        tracker.log_metrics(start, 0)
+        history.add(VAL, 0, 0, start)
     else:
         tracker.log_metrics({"progress/resumed_from_nsamples": cur_nsamples}, step)
 
@@ -233,7 +239,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if crossed(prev_nsamples, cur_nsamples, s.log_every_samples) or done:
             now = time.perf_counter()
             speed = (cur_nsamples - tick_nsamples) / max(now - tick_time, 1e-9)
-            tracker.log_metrics({**meter.means(), **{f"train/lr_{name}": lr for name, lr in lrs.items()},
+            means = meter.means()
+            history.add(TRAIN, step, cur_nsamples, {k: v for k, v in means.items() if not k.startswith(GRAD_NORM)})
+            tracker.log_metrics({**means, **{f"train/lr_{name}": lr for name, lr in lrs.items()},
                                  "train/samples_per_s": speed, "progress/nsamples": cur_nsamples,
                                  "progress/phase": phase}, step)
             tick_nsamples, tick_time = cur_nsamples, now
@@ -242,7 +250,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if crossed(prev_nsamples, cur_nsamples, s.checkpoint_every_samples) and not done:
             metrics, _ = validate(ema, val, cfg)
             tracker.log_metrics(metrics, step)
-            state = training_state(head, ema, disc, logit_scale, optimizers, bank, step, cur_nsamples, landmark)
+            history.add(VAL, step, cur_nsamples, metrics)
+            state = training_state(head, ema, disc, logit_scale, optimizers, bank, history, step, cur_nsamples,
+                                   landmark)
             report_checkpoint({**metrics, "step": step, "cur_nsamples": cur_nsamples}, rank,
                               {"rng": capture_rng(), "epoch": epoch, "batch": position}, state if lead else None)
             tick_time = time.perf_counter()  # validation and checkpointing are not training speed
@@ -250,12 +260,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     # Finish: validate, draw the reconstruction grid, save the final state with the snapshot.
     metrics, grid = validate(ema, val, cfg)
     tracker.log_metrics(metrics, step)
+    history.add(VAL, step, cur_nsamples, metrics)
     if grid is not None:
         tracker.log_figure(grid_figure(grid, f"val reconstructions (EMA, step {step})"), "recon_grid.png")
     report_checkpoint({**metrics, "step": step, "cur_nsamples": cur_nsamples}, rank,
                       {"rng": capture_rng(), "epoch": epoch, "batch": position},
-                      training_state(head, ema, disc, logit_scale, optimizers, bank, step, cur_nsamples, landmark)
-                      if lead else None,
+                      training_state(head, ema, disc, logit_scale, optimizers, bank, history, step, cur_nsamples,
+                                     landmark) if lead else None,
                       (talking_head_snapshot_config(TALKING_HEAD_PRESETS[cfg.model]), ema) if lead else None)
     log.info("Done after %d steps (%d samples).", step, cur_nsamples)
 

@@ -13,6 +13,7 @@ speed correlations). The snapshot holds the EMA denoiser and {denoiser, diffusio
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,6 +39,7 @@ from thpad.storage.uri import Storage
 log = logging.getLogger(__name__)
 STAGE = "train_prior"
 FIGURE_SEEDS = 2  # guided samples per clip drawn in the figure (the unconditional one: 1)
+SCALED = re.compile(r"^val/(?P<name>\w+?)_s(?P<scale>\d[\d.e+-]*)$")  # val/fd_s2.5, val/fd_vel_s0, ...
 
 
 # Validation.
@@ -72,6 +74,24 @@ def validate_prior(ema: nn.Module, schedule: NoiseSchedule, v: PriorValidationPa
     if val.speaking is not None:
         metrics["val/gesture_truth"] = speed_correlation(val.truth, val.speaking)
     return metrics, samples
+
+
+def guidance_free_names(metrics: Mapping[str, float], guidance: float) -> dict[str, float]:
+    """``metrics`` under names that do not hold the guidance scale, for the stage's DVC metrics and plots, which
+    compare runs name by name: ``val/{name}_s{s}`` becomes ``val/guided/{name}`` for s != 0 and
+    ``val/unguided/{name}`` for s = 0, and both when ``guidance`` is 0 (validation then samples once, at s = 0).
+    Other names are kept."""
+    named: dict[str, float] = {}
+    for key, value in metrics.items():
+        found = SCALED.match(key)
+        if found is None:
+            named[key] = value
+            continue
+        unguided = float(found["scale"]) == 0
+        named[f"val/{'unguided' if unguided else 'guided'}/{found['name']}"] = value
+        if unguided and guidance == 0:
+            named[f"val/guided/{found['name']}"] = value
+    return named
 
 
 def prior_figure(val: ValWindows, samples: Mapping[float, Sequence[Sequence[np.ndarray]]], clips: int,

@@ -24,6 +24,7 @@ from torch import nn
 from thpad.models.motion_denoiser import MotionDenoiserConfig
 from thpad.models.motion_prior import NormStats, build_prior, denoiser_config, prior_snapshot_config
 from thpad.pipelines.train.harness import (
+    History,
     Progress,
     capture_rng,
     crossed,
@@ -49,6 +50,7 @@ from thpad.pipelines.train.prior.data import (
     stats_from_moments,
     val_windows,
 )
+from thpad.storage.dvc_outputs import TRAIN, VAL
 from thpad.storage.features import list_feature_files
 from thpad.storage.tracking import NullRun, StageRun, resume_stage_run
 from thpad.storage.uri import Storage
@@ -100,21 +102,22 @@ def load_val(features: str, storage: Storage, norm: NormStats, window: int, max_
 
 # Checkpoints.
 
-def training_state(net: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer, step: int,
+def training_state(net: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer, history: History, step: int,
                    cur_nsamples: int) -> dict[str, Any]:
     """What rank 0 stores in each checkpoint."""
     return {"model": net.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-            "step": step, "cur_nsamples": cur_nsamples}
+            "history": history.state_dict(), "step": step, "cur_nsamples": cur_nsamples}
 
 
 def save(metrics: Mapping[str, float], progress: Progress, rank: int, net: nn.Module, ema: nn.Module,
-         optimizer: torch.optim.Optimizer, snapshot: tuple[dict[str, Any], nn.Module] | None = None) -> None:
+         optimizer: torch.optim.Optimizer, history: History,
+         snapshot: tuple[dict[str, Any], nn.Module] | None = None) -> None:
     """Report a checkpoint: rank 0's training state (and the snapshot, at the end), every rank's RNG and data
     position."""
     lead = is_rank_zero(rank)
+    state = training_state(net, ema, optimizer, history, progress.step, progress.cur_nsamples) if lead else None
     report_checkpoint({**metrics, "step": progress.step, "cur_nsamples": progress.cur_nsamples}, rank,
-                      {"rng": capture_rng(), "epoch": progress.epoch, "position": progress.position},
-                      training_state(net, ema, optimizer, progress.step, progress.cur_nsamples) if lead else None,
+                      {"rng": capture_rng(), "epoch": progress.epoch, "position": progress.position}, state,
                       snapshot if lead else None)
 
 
@@ -144,7 +147,9 @@ def train_motion_prior(cfg: Any, config: Mapping[str, Any], objective: MotionObj
 
     # Set up the optimizer, resume.
     optimizer = torch.optim.Adam(net.parameters(), lr=s.lr)
-    progress = resume(rank, s.seed, {"model": net, "ema": ema, "optimizer": optimizer}, "position")
+    history = History()  # the curves, for the stage's DVC plots
+    progress = resume(rank, s.seed, {"model": net, "ema": ema, "optimizer": optimizer, "history": history},
+                      "position")
     batches = endless_windows(clips, cfg.data.window, batch_gpu, s.seed, rank, progress.epoch, progress.position)
     tracker: StageRun = resume_stage_run(cfg.tracking, config["run_id"]) if lead else NullRun()
     if progress.resumed:
@@ -180,22 +185,26 @@ def train_motion_prior(cfg: Any, config: Mapping[str, Any], objective: MotionObj
         if crossed(prev_nsamples, progress.cur_nsamples, s.log_every_samples) or done:
             now = time.perf_counter()
             speed = (progress.cur_nsamples - tick_nsamples) / max(now - tick_time, 1e-9)
-            tracker.log_metrics({**{f"train/{k}": float(np.mean([t[k] for t in terms])) for k in terms[0]},
-                                 "train/lr": lr, "train/grad_norm": float(grad_norm), "train/samples_per_s": speed,
-                                 "progress/nsamples": progress.cur_nsamples}, progress.step)
+            train = {f"train/{k}": float(np.mean([t[k] for t in terms])) for k in terms[0]}
+            history.add(TRAIN, progress.step, progress.cur_nsamples, train)
+            tracker.log_metrics({**train, "train/lr": lr, "train/grad_norm": float(grad_norm),
+                                 "train/samples_per_s": speed, "progress/nsamples": progress.cur_nsamples},
+                                progress.step)
             tick_nsamples, tick_time = progress.cur_nsamples, now
 
         # Maintenance: validate and save the training state (the last one is saved after the loop).
         if crossed(prev_nsamples, progress.cur_nsamples, s.checkpoint_every_samples) and not done:
             metrics, _ = objective.validate(ema, val, norm)
             tracker.log_metrics(metrics, progress.step)
-            save(metrics, progress, rank, net, ema, optimizer)
+            history.add(VAL, progress.step, progress.cur_nsamples, metrics)
+            save(metrics, progress, rank, net, ema, optimizer, history)
             tick_time = time.perf_counter()  # the speed excludes validation
 
     # Finish: validate, draw the sampled trajectories, save the final state with the snapshot.
     metrics, samples = objective.validate(ema, val, norm)
     tracker.log_metrics(metrics, progress.step)
+    history.add(VAL, progress.step, progress.cur_nsamples, metrics)
     if val is not None and v.figure_clips:
         tracker.log_figure(objective.figure(val, samples, progress.step), "trajectories.png")
-    save(metrics, progress, rank, net, ema, optimizer, (snapshot_config, ema))
+    save(metrics, progress, rank, net, ema, optimizer, history, (snapshot_config, ema))
     log.info("Done after %d steps (%d samples).", progress.step, progress.cur_nsamples)

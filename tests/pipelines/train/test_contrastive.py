@@ -1,6 +1,7 @@
 """Stage 1 (``train_contrastive``) on Ray Train with 2 workers, on the micro corpus: the snapshot and the MLflow
 run it leaves, a rerun with a larger budget resuming its training state, and a killed worker recovered from
-the last checkpoint. Each run is checked against one uninterrupted run: the same updates give the same weights."""
+the last checkpoint. Each run is checked against one uninterrupted run: the same updates give the same weights
+(and the same loss curve in the stage's DVC plots, which a resumed run still holds whole)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from tests.pipelines.train.dvc_files import assert_finite, export
 from thpad.codec import to_dict
 from thpad.models.contrastive_net import build_net
 from thpad.pipelines.ray_env import RayConfig
@@ -82,7 +84,7 @@ def straight(shards, tmp_path_factory):
     return cfg, train_contrastive(cfg)
 
 
-def test_two_workers_write_snapshot_and_mlflow_run(straight) -> None:
+def test_two_workers_write_snapshot_and_mlflow_run(straight, tmp_path) -> None:
     cfg, result = straight
     assert result.metrics["step"] == STEPS and result.metrics["cur_nsamples"] == STEPS * BATCH
     config, state = read_snapshot(cfg.out)  # weights_only=True inside
@@ -109,6 +111,17 @@ def test_two_workers_write_snapshot_and_mlflow_run(straight) -> None:
     assert {"retrieval_matrix.png", "config.json", "networks.json", "snapshot"} <= artifacts
     assert [a.path for a in client.list_artifacts(run.info.run_id, "snapshot")] == ["snapshot/snapshot.pt"]
 
+    files = export(result, "train_contrastive", tmp_path)  # the DVC metrics and plots
+    scores = ("top1", "top5", "sync_top1", "sync_pairwise", "chance_top1", "chance_sync_top1")
+    assert_finite(files, {"step", "samples", "train.loss",
+                          *(f"{net}.{score}" for net in ("val", "val_ema") for score in scores)})
+    assert files.metrics["step"] == STEPS and files.metrics["samples"] == STEPS * BATCH
+    assert files.metrics["val_ema"]["top1"] == run.data.metrics["val_ema/top1"]
+    assert files.steps("loss") == list(range(1, STEPS + 1)) and list(files.loss[0]) == ["step", "samples", "train/loss"]
+    assert files.steps("val") == [CHECKPOINT_EVERY // BATCH, STEPS]  # the checkpoint's validation and the final one
+    assert [float(r["train/loss"]) for r in files.loss] == [m.value for m in sorted(
+        client.get_metric_history(run.info.run_id, "train/loss"), key=lambda m: m.step)]
+
 
 def test_rerun_with_larger_budget_resumes(straight, shards, tmp_path) -> None:
     cfg_ref, reference = straight
@@ -127,6 +140,12 @@ def test_rerun_with_larger_budget_resumes(straight, shards, tmp_path) -> None:
     assert [resumed_from(client, r.info.run_id) for r in runs] == [[], [CHECKPOINT_EVERY]]
     assert_same_weights(final_state(resumed)["model"], final_state(reference)["model"])
     assert_same_weights(final_state(resumed)["ema"], final_state(reference)["ema"])
+    # The resumed run's DVC plots hold the whole curve, the first run's steps included, each step once.
+    files = export(resumed, "train_contrastive", tmp_path / "resumed")
+    whole = export(reference, "train_contrastive", tmp_path / "straight")
+    assert files.steps("loss") == list(range(1, STEPS + 1)) and files.steps("val") == [2, STEPS]
+    losses = [float(row["train/loss"]) for row in files.loss]
+    assert losses == pytest.approx([float(row["train/loss"]) for row in whole.loss], rel=1e-5)
 
 
 def test_killed_worker_restarts_from_last_checkpoint(straight, shards, tmp_path) -> None:
@@ -143,6 +162,8 @@ def test_killed_worker_restarts_from_last_checkpoint(straight, shards, tmp_path)
     assert resumed_from(client, run.info.run_id) == [CHECKPOINT_EVERY]  # restarted once, at the step-2 checkpoint
     assert_same_weights(final_state(result)["model"], final_state(reference)["model"])
     assert read_snapshot(cfg.out)[1].keys() == final_state(result)["ema"].keys()
+    files = export(result, "train_contrastive", tmp_path)  # steps 3-4 ran twice; the plots hold each once
+    assert files.steps("loss") == list(range(1, STEPS + 1)) and files.steps("val") == [2, STEPS]
 
 
 def test_run_key_keeps_budget_and_places_but_not_training_settings(tmp_path) -> None:

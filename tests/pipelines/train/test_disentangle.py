@@ -1,6 +1,7 @@
 """Stage 2 (``train_disentangle``): the motion probe's math, phases and learning rates, input checks (no Ray), and
 two Ray Train runs with 2 workers on the micro corpus: one through the phase boundary (snapshot, MLflow run,
-artifacts, phase two freezing all but G and D), then a longer rerun that resumes it."""
+artifacts, phase two freezing all but G and D, the stage's DVC metrics and plots), then a longer rerun that resumes
+it (its plots still hold the whole curve)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 import typer
 from mlflow.tracking import MlflowClient
 
+from tests.pipelines.train.dvc_files import assert_finite, export
 from thpad.codec import to_dict
 from thpad.models.contrastive_net import build_net
 from thpad.models.losses import LossWeights
@@ -250,7 +252,7 @@ def first_run(shards, tmp_path_factory):
     return cfg, result, states_by_step(result)
 
 
-def test_run_writes_snapshot_metrics_and_artifacts(first_run) -> None:
+def test_run_writes_snapshot_metrics_and_artifacts(first_run, tmp_path) -> None:
     cfg, result, states = first_run
     assert result.metrics["step"] == STEPS and result.metrics["cur_nsamples"] == STEPS * BATCH
     config, state = read_snapshot(cfg.out)
@@ -276,6 +278,15 @@ def test_run_writes_snapshot_metrics_and_artifacts(first_run) -> None:
     artifacts = {a.path for a in MlflowClient(cfg.tracking.tracking_uri).list_artifacts(run.info.run_id)}
     assert {"recon_grid.png", "config.json", "networks.json", "snapshot"} <= artifacts
 
+    files = export(result, "train_disentangle", tmp_path)  # the DVC metrics and plots
+    probes = {f"val.{kind}_{f}.{t}" for kind in ("probe", "partial") for f in ("nl", "lip") for t in TARGETS}
+    assert_finite(files, {"step", "samples", "val.recon_l1", "val.psnr", "val.nl_reliance", "val.nl_spread", *probes,
+                          "train.loss_g", "train.loss_d", "train.l1", "train.gan", "train.feat"})
+    assert files.metrics["val"]["recon_l1"] == run.data.metrics["val/recon_l1"]
+    assert files.metrics["samples"] == STEPS * BATCH and "ol" not in files.metrics["train"]  # phase two's terms
+    assert files.steps("loss") == list(range(1, STEPS + 1)) and files.steps("val") == [0, 2, 4]
+    assert "train/grad_norm_g" not in files.loss[0] and files.loss[0]["train/lmk"] and not files.loss[-1]["train/lmk"]
+
 
 def test_phase_two_trains_only_generator_and_discriminator(first_run) -> None:
     cfg, _, states = first_run
@@ -295,7 +306,7 @@ def test_phase_two_trains_only_generator_and_discriminator(first_run) -> None:
     assert metric_steps(cfg, run.info.run_id, "pretrain/lmk") == [2]  # E_v's 2 pretraining updates, before step 1
 
 
-def test_longer_rerun_resumes(first_run, shards) -> None:
+def test_longer_rerun_resumes(first_run, shards, tmp_path) -> None:
     cfg, first, _ = first_run
     longer = dataclasses.replace(cfg, schedule=dataclasses.replace(cfg.schedule, total_samples=(STEPS + 2) * BATCH))
     resumed = train_disentangle(longer)
@@ -305,3 +316,5 @@ def test_longer_rerun_resumes(first_run, shards) -> None:
     resumed_from = MlflowClient(cfg.tracking.tracking_uri).get_metric_history(runs[1].info.run_id,
                                                                              "progress/resumed_from_nsamples")
     assert [int(m.value) for m in resumed_from] == [STEPS * BATCH]
+    files = export(resumed, "train_disentangle", tmp_path)  # the first run's steps too, each once
+    assert files.steps("loss") == list(range(1, STEPS + 3)) and files.steps("val") == [0, 2, 4, 6]

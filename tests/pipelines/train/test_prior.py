@@ -1,7 +1,8 @@
 """Stages 4 and 5 (``train_prior``, ``train_prior_ar``) on Ray Train with 2 workers, on a small synthetic
 features folder (clips of 50 and 20 frames, so windows are cropped and padded): the snapshots rebuild
 strictly and sample, the normalisation covers every rank's clips, and the MLflow runs hold params, the
-validation metrics, the trajectory figure and the snapshot. Config checks and run keys without Ray."""
+validation metrics, the trajectory figure and the snapshot; the stages' DVC metrics and plots. Config checks and run
+keys without Ray."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from tests.pipelines.train.dvc_files import assert_finite, export
 from thpad.codec import ConfigError, from_dict, to_dict
 from thpad.models.autoregressive import AutoregressiveConfig, ar_sample
 from thpad.models.diffusion.process import DiffusionConfig
@@ -30,7 +32,7 @@ from thpad.pipelines.train.prior.config import (
     PriorValidationParams,
     ValidationParams,
 )
-from thpad.pipelines.train.prior.diffusion import train_prior
+from thpad.pipelines.train.prior.diffusion import guidance_free_names, train_prior
 from thpad.storage.checkpoint import read_snapshot
 from thpad.storage.features import ClipFeatures, read_split, write_feature_file, write_info
 from thpad.storage.tracking import TrackingConfig
@@ -163,6 +165,13 @@ def test_diffusion_prior_trains_validates_and_writes_a_sampling_snapshot(feature
     val_keys = {f"val/{m}_s{s}" for m in ("fd", "fd_vel", "speed_corr", "gesture") for s in ("2.5", "0")}
     check_run(cfg, "train_prior", val_keys | {"val/gesture_truth"}, {"train/loss", "train/x0", "train/vel",
                                                                       "train/lr", "train/samples_per_s"})
+    files = export(result, "train_prior", tmp_path, lambda m: guidance_free_names(m, cfg.validation.guidance))
+    figures = {f"val.{s}.{m}" for s in ("guided", "unguided") for m in ("fd", "fd_vel", "speed_corr", "gesture")}
+    assert_finite(files, figures | {"val.gesture_truth", "step", "samples", "train.loss", "train.x0", "train.vel"})
+    assert files.metrics["val"]["guided"]["fd"] == result.metrics["val/fd_s2.5"]
+    assert files.metrics["val"]["unguided"]["fd"] == result.metrics["val/fd_s0"]
+    assert files.steps("loss") == [1, 2, 3] and files.steps("val") == [2, 3]
+    assert {"val/guided/fd", "val/unguided/fd_vel"} <= set(files.val[0])
 
 
 def test_ar_prior_trains_validates_and_writes_a_sampling_snapshot(features, ray_train, tmp_path) -> None:
@@ -177,6 +186,9 @@ def test_ar_prior_trains_validates_and_writes_a_sampling_snapshot(features, ray_
     assert long.shape == (2, 70, N) and np.isfinite(long).all()
     val_keys = {"val/fd", "val/fd_vel", "val/speed_corr", "val/gesture", "val/gesture_truth"}
     check_run(cfg, "train_prior_ar", val_keys, {"train/loss", "train/mse", "train/vel", "train/samples_per_s"})
+    files = export(result, "train_prior_ar", tmp_path)
+    assert_finite(files, {k.replace("/", ".") for k in val_keys} | {"step", "samples", "train.loss", "train.mse"})
+    assert files.steps("loss") == [1, 2, 3] and files.steps("val") == [2, 3]
 
 
 def test_configs_round_trip_and_refuse_bad_sizes(tmp_path) -> None:
@@ -217,3 +229,5 @@ def test_killed_worker_of_a_prior_restarts_from_its_last_checkpoint(features, ra
     resumed = [int(m.value) for m in client.get_metric_history(run.info.run_id, "progress/resumed_from_nsamples")]
     assert resumed == [2 * BATCH]  # restarted once, from the checkpoint at update 2
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))[-1] == STEPS
+    files = export(result, "train_prior_ar", tmp_path)  # step 3 ran twice; the plots hold it once
+    assert files.steps("loss") == [1, 2, 3] and files.steps("val") == [2, 3]
