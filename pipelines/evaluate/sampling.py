@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -18,22 +18,6 @@ from thpad.models.diffusion.sampling import SamplerConfig
 from thpad.models.generation import MotionPrior
 from thpad.models.motion_prior import is_diffusion, iter_nl
 from thpad.pipelines.evaluate.clips import EvalClip
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One way of sampling: a prior (``diffusion`` or ``ar``) and, for diffusion, its sampler (guidance included)."""
-
-    prior: str
-    sampler: SamplerConfig | None = None
-
-    @property
-    def name(self) -> str:
-        if self.sampler is None:
-            return self.prior
-        s = self.sampler
-        steps = "" if s.sampler == "ddpm" else f"-{s.num_steps}"
-        return f"{self.prior} {s.sampler}{steps} s={s.guidance:g} rescale={s.guidance_rescale:g}"
 
 
 def default_sampler(sampling: dict) -> SamplerConfig:
