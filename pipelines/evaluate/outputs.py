@@ -22,12 +22,14 @@ from thpad.pipelines.generate.writer import StreamingVideoWriter, grid, resize_f
 from thpad.storage.files import atomic_write_bytes, atomic_write_json
 
 VIDEO_SIZE = 128  # each tile of the report's videos is at least this many pixels wide
+SAMPLER_COLUMNS = ("sampler", "fid_fm", "seconds_per_video_second")
 TIMELINE_NAMES = ["yaw (deg)", "pitch (deg)", "roll (deg)", "eye closure (-EAR)"]
 
 
-def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
-    """Rows of dicts as CSV (columns in first-seen order; floats at full precision, None empty), atomically."""
-    columns = list(dict.fromkeys(k for row in rows for k in row))
+def write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = ()) -> Path:
+    """Rows of dicts as CSV (``columns`` first, then any others in first-seen order; floats at full precision, None
+    empty), atomically. With no rows the file holds the header alone."""
+    columns = list(dict.fromkeys([*columns, *(k for row in rows for k in row)]))
     text = io.StringIO()
     writer = csv.DictWriter(text, columns, lineterminator="\n")
     writer.writeheader()
@@ -54,14 +56,12 @@ def timeline_rows(timeline: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
 
 
 def write_plots(result: SuiteResult, plots: Path) -> list[Path]:
-    """The DVC plots CSVs: ``table1.csv``, ``samplers.csv``, ``timeline.csv``."""
-    out = [write_csv(plots / "table1.csv", table1_wide(result.table1_rows)),
-           write_csv(plots / "timeline.csv", timeline_rows(result.timeline))]
-    if result.sampler_rows:
-        out.append(write_csv(plots / "samplers.csv", [{"sampler": r["sampler"], "fid_fm": r["fid_fm"],
-                                                        "seconds_per_video_second": r["seconds_per_video_second"]}
-                                                       for r in result.sampler_rows]))
-    return out
+    """The DVC plots CSVs: ``table1.csv``, ``samplers.csv`` (the header alone when ``ddpm_clips`` is 0: DVC wants
+    every declared plot file), ``timeline.csv``."""
+    samplers = [{k: r[k] for k in SAMPLER_COLUMNS} for r in result.sampler_rows]
+    return [write_csv(plots / "table1.csv", table1_wide(result.table1_rows)),
+            write_csv(plots / "samplers.csv", samplers, SAMPLER_COLUMNS),
+            write_csv(plots / "timeline.csv", timeline_rows(result.timeline))]
 
 
 def write_videos(result: SuiteResult, folder: Path, fps: int, sample_rate: int) -> list[str]:
