@@ -65,8 +65,9 @@ class EvaluateConfig:
             raise ValueError(f"evaluate.profile must be 'quick' or 'full', got {self.profile!r}")
         if not self.splits or self.clips_per_split < 0 or self.pca_clips < 1:
             raise ValueError("evaluate needs splits, clips_per_split >= 0 and pca_clips >= 1")
-        if self.seeds < 1 or self.frame_seeds < 1 or not self.guidance:
-            raise ValueError("evaluate needs seeds >= 1, frame_seeds >= 1 and at least one guidance value")
+        if self.seeds < 1 or self.frame_seeds < 1 or not self.guidance or not self.frame_guidance:
+            raise ValueError("evaluate needs seeds >= 1, frame_seeds >= 1 and at least one value in guidance and "
+                             "in frame_guidance")
         if any(s < 0 for s in self.guidance + self.frame_guidance):
             raise ValueError("evaluate guidance values must be >= 0")
         if not 0.0 <= self.measurer_min_r <= 1.0 or self.expression_components < 1 or self.max_shift < 0:
