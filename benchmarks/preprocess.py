@@ -1,9 +1,17 @@
-"""Benchmark of preprocessing (docs/paper-notes.md §2.1, §2.2): frames per second per core of (a) PyAV decoding
-alone, (b) the naive per-frame recipe of public preprocessing scripts (dlib HOG detection + 68
-landmarks on every frame), and (c) the real Ray Data pipeline (``run_preprocess``, tracked landmarks,
-re-detection every ``redetect_every`` frames), all on the same clips in one run. Prints one JSON object.
+"""Benchmark of preprocessing (docs/paper-notes.md §2.1, §2.2), all in one run on the same machine:
 
-Usage: .venv/bin/python -m benchmarks.preprocess [--clips N] [--workers 2] [--corpus PATH]
+- (a) PyAV decoding alone and (b) the naive per-frame detect-and-landmark loop, on the small corpus, one process;
+- the profile of the pipeline's per-clip work in one process (``benchmarks.preprocess_parts``);
+- the real pipeline (``run_preprocess`` on a local Ray) on the small corpus and on the large one. For each: the
+  steady-state ms per frame and core (the workers' seconds inside shards over the frames), the fixed start-up
+  cost (``ray.init`` plus everything else that is not per-frame work: the run's wall time on all cores less the
+  steady-state work), the end-to-end frames/s, and the ratios to (a) and (b), per core;
+- the machine's load during each phase.
+
+The corpus is built (5 identities; the small corpus is the first clips of each identity) unless ``--corpus`` names
+one with at least ``--large`` clips. Prints one JSON object.
+
+Usage: .venv/bin/python -m benchmarks.preprocess [--small 40] [--large 200] [--workers 2] [--corpus PATH]
 (run as a module: run as a script, this folder would shadow top-level packages)
 """
 
@@ -18,68 +26,21 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
-import numpy as np
-
+from benchmarks.preprocess_parts import NAIVE_INCLUDES, decode_all, measure_naive, profile_clips
 from thpad.pipelines.corpus.build import build_corpus
-from thpad.pipelines.media import align, audio, resample
-from thpad.pipelines.media.config import samples_per_frame
-from thpad.pipelines.media.faces import Face, FaceLandmarker
-from thpad.pipelines.media.track import Box, track_face
-from thpad.pipelines.media.video import DecodedVideo, read_video
 from thpad.pipelines.preprocess.config import PreprocessConfig
 from thpad.pipelines.preprocess.run import run_preprocess
 from thpad.pipelines.ray_env import RayConfig, ensure_ray
 from thpad.stages.params import load_params
-from thpad.storage.manifest import manifest_uri, read_manifest
 from thpad.storage.uri import Storage
 from thpad.storage.voxceleb import SourceClip, discover
 
-NAIVE_STAGES = ("decode", "detect_landmarks", "align_warp", "mel", "jpeg")
-NAIVE_INCLUDES = ("per clip, in one process: read_video (video + audio), 25 fps index, dlib HOG detect "
-                  "(upsample = track.detect_upsample) + 68 landmarks on EVERY frame (largest face; a miss "
-                  "repeats the previous landmarks), align_transforms + warp_frames to 224 px, resample + "
-                  "fit + mel, JPEG encode of every crop; no FLAC/npy/tar writing")
-PIPELINE_INCLUDES = ("run_preprocess end to end: discover, plan, Ray Data actor start-up (dlib load per "
-                     "worker), decode, tracking, align, mel, JPEG + FLAC + npy, tar shards, progress "
-                     "records, manifest and rejects parquet; excludes ray.init")
-
-
-class Timer:
-    """Seconds accumulated per named stage."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-
-    @contextlib.contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] += time.perf_counter() - start
-
-
-class TimedLandmarker:
-    """A ``Landmarker`` proxy that times and counts the pipeline tracker's detect and landmarks calls."""
-
-    def __init__(self, inner: FaceLandmarker, timer: Timer) -> None:
-        self.inner, self.timer = inner, timer
-        self.calls: dict[str, int] = defaultdict(int)
-
-    def detect(self, rgb: np.ndarray, upsample: int = 0) -> list[Face]:
-        self.calls["detect"] += 1
-        with self.timer("track_detect_calls"):
-            return self.inner.detect(rgb, upsample)
-
-    def landmarks(self, rgb: np.ndarray, box: Box) -> np.ndarray:
-        self.calls["landmarks"] += 1
-        with self.timer("track_landmarks_calls"):
-            return self.inner.landmarks(rgb, box)
+PIPELINE_INCLUDES = ("run_preprocess end to end: discover, plan, Ray Data actor start-up (imports, dlib load per "
+                     "worker), decode, tracking, align, mel, JPEG + FLAC + npy, tar shards, progress records, "
+                     "manifest and rejects parquet; ray.init is timed apart and counted in the fixed cost")
 
 
 class Phases:
@@ -107,131 +68,104 @@ class Phases:
                            "loadavg_1m_at_start": round(loadavg, 2)}
 
 
-def decode_all(clips: tuple[SourceClip, ...]) -> int:
-    """(a) Decode every clip with ``read_video`` (video and audio); returns the frame count."""
-    return sum(len(read_video(clip.video_uri).frames) for clip in clips)
+def subset(clips: tuple[SourceClip, ...], count: int, folder: Path, root: Path) -> Path:
+    """A corpus folder of ``count`` clips taken round-robin over identities (symlinks to the files)."""
+    by_identity: dict[str, list[SourceClip]] = {}
+    for clip in sorted(clips, key=lambda c: c.key):
+        by_identity.setdefault(clip.identity, []).append(clip)
+    chosen, rank = [], 0
+    while len(chosen) < min(count, len(clips)):
+        chosen += [group[rank] for group in by_identity.values() if rank < len(group)][:count - len(chosen)]
+        rank += 1
+    for clip in chosen:
+        for uri in (clip.video_uri, clip.audio_uri, clip.truth_uri):
+            if uri:
+                target = folder / Path(uri).relative_to(root)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.symlink_to(Path(uri).resolve())
+    return folder
 
 
-def _pcm(decoded: DecodedVideo, clip: SourceClip, cfg: PreprocessConfig, num_frames: int) -> np.ndarray:
-    """The clip's 16 kHz audio fitted to its frames, as ``clip.process_local`` gets it."""
-    if clip.audio_uri:
-        pcm = audio.load_pcm(clip.audio_uri, cfg.audio, cfg.policy.sample_rate_range)
-    else:
-        pcm = audio.resample_pcm(decoded.audio, decoded.sample_rate, cfg.audio, cfg.policy.sample_rate_range)
-    return resample.fit_audio_to_video(pcm, num_frames, samples_per_frame(cfg.audio),
-                                       cfg.policy.length_tolerance_frames)
+def pipeline_run(cfg: PreprocessConfig, name: str, phases: Phases, ray_init_s: float) -> dict:
+    """One ``run_preprocess`` into a fresh folder, and its figures (see the module docstring)."""
+    with phases(name):
+        summary = run_preprocess(cfg, Storage(cfg.s3))
+    wall, timing = phases.wall[name], summary["timing"]
+    frames, steady_ms = timing["frames"], timing["ms_per_frame_per_worker"]
+    fixed = ray_init_s + wall - frames * steady_ms / 1e3 / cfg.workers
+    end_to_end = frames / (ray_init_s + wall)
+    return {"clips": summary["accepted"], "frames": frames, "shards": summary["shards"],
+            "steady_ms_per_frame_core": steady_ms, "fixed_startup_s": round(fixed, 2),
+            "worker_start_s": timing["worker_start_seconds"], "ray_init_s": round(ray_init_s, 2),
+            "wall_s": round(wall, 2), "end_to_end_frames_per_s": round(end_to_end, 1),
+            "end_to_end_frames_per_s_per_core": round(end_to_end / cfg.workers, 1)}
 
 
-def _detect_every_frame(frames: np.ndarray, landmarker: FaceLandmarker, upsample: int) -> np.ndarray:
-    """Landmarks (T, 68, 2) from a detection on every frame; a miss repeats the last landmarks."""
-    out = np.zeros((len(frames), 68, 2), np.float32)  # (T, 68, 2)
-    for t, frame in enumerate(frames):
-        faces = landmarker.detect(frame, upsample)
-        out[t] = faces[0].landmarks if faces else out[max(t - 1, 0)]
-    return out
+def with_ratios(run: dict, naive_fps: float, decode_fps: float) -> dict:
+    """Per-core rates of a pipeline run against (b) and (a), end to end and in steady state."""
+    steady_fps = 1e3 / run["steady_ms_per_frame_core"]
+    per_core = run["end_to_end_frames_per_s_per_core"]
+    return {**run, "ratio_vs_naive": round(per_core / naive_fps, 2),
+            "ratio_vs_naive_steady": round(steady_fps / naive_fps, 2),
+            "ratio_vs_decode": round(per_core / decode_fps, 3),
+            "ratio_vs_decode_steady": round(steady_fps / decode_fps, 3)}
 
 
-def naive_clip(clip: SourceClip, cfg: PreprocessConfig, landmarker: FaceLandmarker, timer: Timer,
-               tracker: TimedLandmarker) -> int:
-    """(b) One clip the naive way, each stage timed; then, untimed for (b), the pipeline's tracker
-    on the same frames (stage ``track``), for the breakdown. Returns the clip's frame count."""
-    with timer("decode"):
-        decoded = read_video(clip.video_uri)
-        frames = decoded.frames[resample.frame_indices(len(decoded.frames), decoded.fps, cfg.audio.fps)]
-    with timer("detect_landmarks"):
-        lmk = _detect_every_frame(frames, landmarker, cfg.track.detect_upsample)  # (T, 68, 2)
-    with timer("align_warp"):
-        xforms = align.align_transforms(lmk, cfg.align)  # (T, 2, 3)
-        crops = align.warp_frames(frames, xforms, cfg.align.size, cfg.align.border)  # (T, S, S, 3)
-    with timer("mel"):
-        audio.mel_spectrogram(_pcm(decoded, clip, cfg, len(frames)), cfg.audio, len(frames))  # (80, 4T)
-    with timer("jpeg"):
-        quality = [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality]
-        for crop in crops:
-            cv2.imencode(".jpg", np.ascontiguousarray(crop[:, :, ::-1]), quality)
-    with timer("track"):
-        track_face(frames, tracker, cfg.track)
-    return len(frames)
-
-
-def measure_naive(clips: tuple[SourceClip, ...], cfg: PreprocessConfig) -> tuple[Timer, TimedLandmarker, int]:
-    """(b) plus the tracker breakdown; the dlib models load before any timing."""
-    landmarker, timer = FaceLandmarker(), Timer()
-    tracker = TimedLandmarker(landmarker, timer)
-    frames = sum(naive_clip(clip, cfg, landmarker, timer, tracker) for clip in clips)
-    return timer, tracker, frames
-
-
-def measure_pipeline(cfg: PreprocessConfig, storage: Storage, phases: Phases) -> dict:
-    """(c) ``run_preprocess`` on a local Ray; ``ray.init`` is timed apart, before the run. A second run
-    on the same output resumes every shard: its time is the fixed cost (Ray Data, actors, manifest)."""
-    with phases("ray_init"):
-        ensure_ray(RayConfig(address="", num_cpus=max(cfg.ray.num_cpus, cfg.workers)))
-    with phases("pipeline"):
-        summary = run_preprocess(cfg, storage)
-    with phases("pipeline_resumed"):
-        run_preprocess(cfg, storage)
-    frames = sum(read_manifest(manifest_uri(cfg.out), storage).column("num_frames").to_pylist())
-    return {"frames": frames, **{k: summary[k] for k in ("accepted", "rejected", "shards")}}
-
-
-def breakdown(timer: Timer, tracker: TimedLandmarker, frames: int) -> dict:
-    """Milliseconds per frame of each stage, and per call of the tracker's detect and landmarks."""
-    per_frame = {name: round(1e3 * timer.seconds[name] / frames, 3) for name in (*NAIVE_STAGES, "track")}
-    per_frame["pipeline_in_process_total"] = round(sum(per_frame[k] for k in ("decode", "track", "align_warp",
-                                                                              "mel", "jpeg")), 3)
-    calls = {k: tracker.calls[k] for k in ("detect", "landmarks")}
-    per_call = {f"{k}_ms_per_call": round(1e3 * timer.seconds[f"track_{k}_calls"] / max(n, 1), 3)
-                for k, n in calls.items()}
-    return {"ms_per_frame": per_frame, "tracker_calls": calls, **per_call}
-
-
-def report(args: argparse.Namespace, clips: int, frames: int, phases: Phases, pipe: dict, parts: dict) -> dict:
-    """The JSON object: per-core frames/s of (a), (b), (c), their ratios, wall times and the breakdown."""
-    walls = phases.wall
-    fps = {"decode_only": frames / walls["decode_only"], "naive": frames / walls["naive"],
-           "pipeline": pipe["frames"] / walls["pipeline"] / args.workers}
-    return {
-        "clips": clips, "frames": frames, "workers": args.workers, "cpu_count": os.cpu_count(),
-        "frames_per_s_per_core": {k: round(v, 1) for k, v in fps.items()},
-        "ratio_vs_naive": round(fps["pipeline"] / fps["naive"], 2),
-        "ratio_vs_decode": round(fps["pipeline"] / fps["decode_only"], 3),
-        "wall_s": {k: round(v, 2) for k, v in walls.items()},
-        "pipeline_summary": pipe, "cpu_load": phases.load,
-        "naive_includes": NAIVE_INCLUDES, "pipeline_includes": PIPELINE_INCLUDES,
-        "breakdown_ms_per_frame": parts,
-    }
+def corpus_clips(args: argparse.Namespace, tmp: Path, phases: Phases) -> tuple[Path, tuple[SourceClip, ...]]:
+    """The large corpus (built, or ``--corpus``) and its clips."""
+    source = args.corpus
+    if source is None:
+        source = tmp / "corpus"
+        corpus = load_params("params.yaml").corpus
+        with phases("corpus_build"):
+            build_corpus(dataclasses.replace(corpus, identities=5, clips=-(-args.large // 5), seconds=6.4,
+                                             workers=args.workers), str(source), progress=False)
+    clips = discover(str(source), Storage()).clips
+    if len(clips) < args.large:
+        raise SystemExit(f"{source} has {len(clips)} clips, fewer than --large {args.large}")
+    return Path(source), clips
 
 
 def run(args: argparse.Namespace, tmp: Path) -> dict:
-    """Build or reuse the corpus, then measure (a), (b) and (c) in that order."""
-    phases, source = Phases(), args.corpus
-    if source is None:
-        source = str(tmp / "corpus")
-        corpus = load_params("params.yaml").corpus
-        with phases("corpus_build"):  # 5 identities x args.clips clips of 6.4 s
-            build_corpus(dataclasses.replace(corpus, identities=5, clips=args.clips, seconds=6.4, workers=2),
-                         source, progress=False)
-    cfg = dataclasses.replace(load_params("params.yaml").preprocess, source=source, out=str(tmp / "out"),
-                              workers=args.workers)
-    storage = Storage(cfg.s3)
-    clips = discover(cfg.source, storage).clips
+    """Every measurement, in the order of the module docstring."""
+    phases = Phases()
+    root, clips = corpus_clips(args, tmp, phases)
+    small = subset(clips, args.small, tmp / "small", root)
+    large = subset(clips, args.large, tmp / "large", root) if len(clips) > args.large else root
+    base = dataclasses.replace(load_params("params.yaml").preprocess, workers=args.workers)
+    small_clips = discover(str(small), Storage()).clips
     with phases("decode_only"):
-        frames = decode_all(clips)
-    with phases("naive_and_breakdown"):
-        timer, tracker, naive_frames = measure_naive(clips, cfg)
-    phases.wall["naive"] = sum(timer.seconds[name] for name in NAIVE_STAGES)  # without the tracker's pass
-    pipe = measure_pipeline(cfg, storage, phases)
-    if not frames == naive_frames == pipe["frames"]:
-        print(f"note: {frames} decoded, {naive_frames} at 25 fps, {pipe['frames']} in shards", file=sys.stderr)
-    return report(args, len(clips), frames, phases, pipe, breakdown(timer, tracker, naive_frames))
+        frames = decode_all(small_clips)
+    decode_fps = frames / phases.wall["decode_only"]
+    with phases("naive"):
+        naive_s, naive_frames, naive_parts = measure_naive(small_clips, base)
+    naive_fps = naive_frames / naive_s
+    with phases("profile"):
+        profile = profile_clips(small_clips[:args.profile_clips], base)
+    with phases("ray_init"):
+        ensure_ray(RayConfig(address="", num_cpus=max(base.ray.num_cpus, args.workers)))
+    ray_init_s = phases.wall["ray_init"]
+    runs = {}
+    for name, source in ((f"pipeline_{args.small}", small), (f"pipeline_{args.large}", large)):
+        cfg = dataclasses.replace(base, source=str(source), out=str(tmp / name))
+        runs[name] = with_ratios(pipeline_run(cfg, name, phases, ray_init_s), naive_fps, decode_fps)
+    return {
+        "cpu_count": os.cpu_count(), "workers": args.workers,
+        "per_core_frames_per_s": {"decode_only": round(decode_fps, 1), "naive": round(naive_fps, 1)},
+        "naive_ms_per_frame": round(1e3 / naive_fps, 2), "naive_parts_ms_per_frame": naive_parts,
+        "pipeline": runs, "profile_in_process": profile,
+        "phase_wall_s": {k: round(v, 2) for k, v in phases.wall.items()}, "machine_load": phases.load,
+        "naive_includes": NAIVE_INCLUDES, "pipeline_includes": PIPELINE_INCLUDES,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=8, help="clips per identity of the built corpus")
-    parser.add_argument("--workers", type=int, default=2, help="Ray workers of the pipeline")
-    parser.add_argument("--corpus", default=None, help="reuse this corpus instead of building one")
+    parser.add_argument("--small", type=int, default=40, help="clips of the small run (and of (a), (b))")
+    parser.add_argument("--large", type=int, default=200, help="clips of the large run")
+    parser.add_argument("--workers", type=int, default=2, help="Ray workers of the pipeline (one core each)")
+    parser.add_argument("--profile-clips", type=int, default=8, help="clips of the in-process profile")
+    parser.add_argument("--corpus", type=Path, default=None, help="reuse this corpus (>= --large clips)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tb-"))  # short: Ray's unix sockets live below it
     os.environ["THPAD_RAY_TMP"] = str(tmp)

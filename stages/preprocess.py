@@ -62,6 +62,11 @@ def summary_table(summary: dict, seconds: float) -> str:
              f"({summary['shards_resumed']} resumed) in {seconds:.1f} s",
              "  split   clips"]
     lines += [f"  {split:<7} {count:>5}" for split, count in sorted(summary["per_split"].items())]
+    timing = summary.get("timing", {})
+    if timing.get("frames"):
+        lines.append(f"  {timing['frames']} frames written at {timing['ms_per_frame_per_worker']:.2f} ms per frame and "
+                     f"worker; workers took {timing['worker_start_seconds']:.1f} s to start")
+    lines += [f"  warning: split {split!r} is empty: {why}" for split, why in summary.get("empty_splits", {}).items()]
     if summary["rejects"]:
         lines.append("  refused input                                      reason")
         lines += [f"  {src[-50:]:<50} {reason}" for src, reason in summary["rejects"]]

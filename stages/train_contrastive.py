@@ -19,7 +19,7 @@ from thpad.stages.common import (
     read_params,
     with_absolute_paths,
 )
-from thpad.storage.manifest import manifest_uri
+from thpad.storage.manifest import manifest_uri, required_shards
 from thpad.storage.uri import Storage, StorageError
 
 
@@ -36,6 +36,11 @@ def train_contrastive(params: Path = PARAMS_OPTION, dry_run: bool = DRY_RUN_OPTI
     if not Storage(cfg.s3).exists(manifest_uri(cfg.shards)):
         fail(f"no preprocessed data at {cfg.shards} (no manifest.parquet); run `thpad preprocess` or "
              "`dvc repro preprocess` first, or fix paths.preprocessed", EXIT_CONFIG)
+    try:
+        for split in ("train", "val"):
+            required_shards(cfg.shards, split, Storage(cfg.s3), STAGE)
+    except ValueError as err:
+        fail(str(err), EXIT_CONFIG)
     try:
         result = run_stage(cfg)
     except StorageError as err:

@@ -70,6 +70,17 @@ def list_shards(out: str, split: str, storage: Storage) -> list[str]:
             if u.rsplit("/", 1)[-1].startswith(f"{split}-")]
 
 
+def required_shards(out: str, split: str, storage: Storage, needed_by: str) -> list[str]:
+    """``list_shards``, refusing an empty split with a ``ValueError`` that says who needs it and how to get it
+    (preprocessing writes no shards for a split the corpus cannot fill, such as ``test`` from a dev folder)."""
+    found = list_shards(out, split, storage)
+    if not found:
+        raise ValueError(f"{needed_by} needs {split} clips, but {join(out, SHARDS_DIR)} has no {split}-*.tar shard: "
+                         f"the preprocessed corpus had none (see the warning of `thpad preprocess`); preprocess a "
+                         f"corpus that fills the {split} split")
+    return found
+
+
 def manifest_row(sample: ClipSample, shard: str) -> dict[str, Any]:
     """The manifest row of a clip written to shard file ``shard`` (a name such as ``train-000000.tar``)."""
     meta = sample.meta

@@ -131,8 +131,8 @@ def encode_sample(sample: ClipSample, jpeg_quality: int = JPEG_QUALITY) -> dict[
     """The member bytes of one clip, by extension (see the module constants)."""
     validate(sample)
     params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
-    jpegs = [cv2.imencode(".jpg", np.ascontiguousarray(f[:, :, ::-1]), params)[1].tobytes()  # RGB -> BGR
-             for f in sample.frames]
+    # cvtColor, not a reversed-channel view made contiguous: numpy's strided copy cost ~0.4 ms of a 224 px frame.
+    jpegs = [cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), params)[1].tobytes() for f in sample.frames]
     offsets = np.cumsum([0] + [len(j) for j in jpegs], dtype=np.int64)  # (T+1,)
     audio = io.BytesIO()
     soundfile.write(audio, np.clip(sample.audio, -1.0, 1.0).astype(np.float32), sample.sample_rate,

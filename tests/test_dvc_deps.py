@@ -5,9 +5,9 @@ milliseconds.
 The rules the checker applies:
 
 - A stage's ``cmd`` is ``thpad <command> ...``; ``stages/cli.py`` (the ``thpad`` script, see pyproject.toml)
-  registers ``<command>`` with ``app.command("<command>")(func)`` and imports ``func`` from the stage's entry
-  module, which must be ``stages/<stage>.py``. ``cli.py`` itself is not followed: it is dispatch only and
-  imports every stage, so following it would make every stage depend on everything.
+  maps ``<command>`` to its entry module in its ``COMMANDS`` table, and that module must be ``stages/<stage>.py``.
+  ``cli.py`` itself is not followed: it is dispatch only and imports every stage, so following it would make
+  every stage depend on everything.
 - From the entry module, imports are followed transitively within the project's own packages (``thpad.*``, mapped
   onto the top-level folders by pyproject's package-dir; see ``tests/import_graph.py``). ``import a.b`` and
   ``from a.b import c`` both count, ``a.b.c`` counting too
@@ -99,18 +99,12 @@ def stage_unfollowed(root: Path, stage: dict) -> dict[str, frozenset[str]]:
 
 
 def cli_command_modules(root: Path) -> dict[str, str]:
-    """``thpad`` subcommand -> module defining its function, read from ``stages/cli.py``'s
-    ``app.command("name")(func)`` calls and ``from module import func`` lines."""
+    """``thpad`` subcommand -> module defining its function, read from the ``COMMANDS`` table of ``stages/cli.py``
+    (subcommand -> (module below ``thpad.stages``, function))."""
     tree = ast.parse(module_file(root, CLI_MODULE).read_text())
-    origin = {alias.asname or alias.name: node.module for node in ast.walk(tree)
-              if isinstance(node, ast.ImportFrom) and node.module for alias in node.names}
-    commands: dict[str, str] = {}
-    for node in ast.walk(tree):
-        is_register = (isinstance(node, ast.Call) and isinstance(node.func, ast.Call)
-                       and isinstance(node.func.func, ast.Attribute) and node.func.func.attr == "command")
-        if is_register and node.func.args and node.args and isinstance(node.args[0], ast.Name):
-            commands[ast.literal_eval(node.func.args[0])] = origin[node.args[0].id]
-    return commands
+    table = next(node.value for node in ast.walk(tree) if isinstance(node, ast.AnnAssign)
+                 and isinstance(node.target, ast.Name) and node.target.id == "COMMANDS")
+    return {name: f"thpad.stages.{module}" for name, (module, _) in ast.literal_eval(table).items()}
 
 
 def entry_module(root: Path, cmd: str) -> str:

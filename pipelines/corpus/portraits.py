@@ -10,6 +10,7 @@ from is recorded so that splits never put one portrait on two sides.
 from __future__ import annotations
 
 import importlib.util
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -105,14 +106,16 @@ def make_identity_image(source: PortraitSource, variation: Variation, size: int,
 
 def _similarity_crop(rgb: np.ndarray, lmk: np.ndarray, size: int, v: Variation) -> np.ndarray:
     """Warp so the eye centre sits at (0.5, 0.40) of the frame and eye-to-chin spans face_fraction."""
+    # float64 and libm: numpy's float32 arctan2 has CPU-specific kernels (AVX-512 machines gave other crops).
+    lmk = lmk.astype(np.float64)
     eyes = lmk[36:48].mean(axis=0)
     chin = lmk[8]
-    height = float(np.linalg.norm(chin - eyes))
+    height = math.hypot(*(chin - eyes).tolist())
     scale = v.face_fraction * size / max(height, 1.0)
     centre = np.array([0.5 + v.offset[0], 0.40 + v.offset[1]]) * size
     # Rotate so the eye line is horizontal; stretch x below the eyes for the jaw variation.
-    d = lmk[42:48].mean(axis=0) - lmk[36:42].mean(axis=0)
-    angle = np.degrees(np.arctan2(d[1], d[0]))
+    dx, dy = (lmk[42:48].mean(axis=0) - lmk[36:42].mean(axis=0)).tolist()
+    angle = math.degrees(math.atan2(dy, dx))
     m = cv2.getRotationMatrix2D((float(eyes[0]), float(eyes[1])), angle, scale)  # (2, 3)
     m[:, 2] += centre - eyes
     out = cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)

@@ -1,8 +1,8 @@
 """Audio loading, resampling and the PC-AVS mel spectrogram (docs/paper-notes.md §2.1).
 
-The mel is computed with a numpy STFT and librosa's mel filterbank only (``librosa.filters.mel`` is
-plain numpy; librosa's STFT and resamplers are avoided because their first call compiles numba code
-for ~18 s in a fresh process). Timing convention, shared with ``storage.windows``: mel bin ``k`` is
+The mel is computed with a numpy STFT and librosa's Slaney mel filterbank written out in numpy (librosa's
+STFT and resamplers compile numba code for ~18 s in a fresh process, and even its filters module costs
+~1.7 s to import). Timing convention, shared with ``storage.windows``: mel bin ``k`` is
 centred at time ``k * hop / sample_rate`` (``center=True``), so video frame ``t`` at 25 fps owns bins
 4t .. 4t+3, which are centred at 0, 10, 20 and 30 ms into its 40 ms display interval.
 
@@ -15,10 +15,10 @@ centred at time ``k * hop / sample_rate`` (``center=True``), so video frame ``t`
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
-import librosa.filters
 import numpy as np
 import soxr
 
@@ -111,10 +111,45 @@ def stft_magnitude(audio: np.ndarray, cfg: AudioConfig) -> np.ndarray:
     return np.abs(spectrum).T.astype(np.float32)  # (n_fft // 2 + 1, 1 + N // hop)
 
 
+SLANEY_HZ_PER_MEL = 200.0 / 3  # Slaney's mel scale: linear below 1 kHz ...
+SLANEY_LOG_START_HZ = 1000.0
+SLANEY_LOG_STEP = math.log(6.4) / 27.0  # ... and logarithmic above it
+
+
+def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Frequencies in Hz on Slaney's mel scale (librosa's default, ``htk=False``)."""
+    hz = np.asarray(hz, np.float64)
+    linear = hz / SLANEY_HZ_PER_MEL
+    log_start = SLANEY_LOG_START_HZ / SLANEY_HZ_PER_MEL
+    above = log_start + np.log(np.maximum(hz, SLANEY_LOG_START_HZ) / SLANEY_LOG_START_HZ) / SLANEY_LOG_STEP
+    return np.where(hz >= SLANEY_LOG_START_HZ, above, linear)
+
+
+def mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    """The inverse of ``hz_to_mel``."""
+    mel = np.asarray(mel, np.float64)
+    log_start = SLANEY_LOG_START_HZ / SLANEY_HZ_PER_MEL
+    above = SLANEY_LOG_START_HZ * np.exp(SLANEY_LOG_STEP * (np.maximum(mel, log_start) - log_start))
+    return np.where(mel >= log_start, above, SLANEY_HZ_PER_MEL * mel)
+
+
+@functools.lru_cache(maxsize=8)
 def mel_filterbank(cfg: AudioConfig) -> np.ndarray:
-    """librosa's Slaney mel filterbank (80, n_fft // 2 + 1), as PC-AVS builds it."""
-    return librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels,
-                               fmin=cfg.fmin, fmax=cfg.fmax).astype(np.float32)
+    """Slaney's area-normalised triangular mel filterbank (n_mels, n_fft // 2 + 1) float32, as PC-AVS builds it
+    with librosa (``librosa.filters.mel`` with its defaults; the tests check they agree). Written out here
+    because importing librosa's filters costs ~1.7 s per process (scipy.signal), paid by every preprocessing
+    worker. Cached per config; the array is read-only."""
+    fft_hz = np.fft.rfftfreq(cfg.n_fft, 1.0 / cfg.sample_rate)  # (n_fft // 2 + 1,)
+    edges = mel_to_hz(np.linspace(hz_to_mel(cfg.fmin), hz_to_mel(cfg.fmax), cfg.n_mels + 2))  # (n_mels + 2,)
+    widths = np.diff(edges)  # (n_mels + 1,)
+    ramps = edges[:, None] - fft_hz[None, :]  # (n_mels + 2, n_fft // 2 + 1)
+    weights = np.zeros((cfg.n_mels, len(fft_hz)), np.float32)  # (n_mels, n_fft // 2 + 1)
+    for i in range(cfg.n_mels):
+        rising, falling = -ramps[i] / widths[i], ramps[i + 2] / widths[i + 1]
+        weights[i] = np.maximum(0.0, np.minimum(rising, falling))
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    weights.setflags(write=False)
+    return weights
 
 
 def mel_spectrogram(audio: np.ndarray, cfg: AudioConfig, num_frames: int | None = None) -> np.ndarray:

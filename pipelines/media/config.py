@@ -109,14 +109,20 @@ class AlignConfig:
             raise ValueError(f"ema_prev_weight must be in [0, 1), got {self.ema_prev_weight}")
 
 
+HOG_WINDOW_PX = 80  # dlib's frontal HOG window: no face fits a smaller image
+
+
 @dataclass(frozen=True)
 class TrackConfig:
     """Face tracking over a clip: detect rarely, follow the landmarks in between (ours; the paper is
     silent, PC-AVS runs FAN on every frame).
 
     Attributes:
-        detect_upsample: dlib HOG upsampling; 1 finds faces down to ~40 px in a 224 px frame.
-        redetect_every: run the detector again every this many frames (25 = once a second).
+        detect_upsample: dlib HOG upsampling; 1 finds faces down to ~40 px (HOG sees the frame at 2x).
+        detect_max_side: on video frames, HOG's image is at most this many pixels on the longer side: a larger
+            frame is resized down instead of upsampled (faces of a 1080p frame are then found from ~240 px).
+        redetect_every: also run the detector every this many frames; 0: only when the tracked landmarks
+            degrade (see below).
         max_search_frames: the first face must appear within this many frames, else the clip is rejected.
         min_box_iou: re-detect when the box of the tracked landmarks overlaps the previous frame's
             box less than this (adjacent frames normally overlap > 0.9).
@@ -133,7 +139,8 @@ class TrackConfig:
     """
 
     detect_upsample: int = 1
-    redetect_every: int = 25
+    detect_max_side: int = 640
+    redetect_every: int = 0
     max_search_frames: int = 10
     min_box_iou: float = 0.5
     max_jump: float = 0.25
@@ -152,8 +159,11 @@ class TrackConfig:
         if self.landmark_backend == "fan" and not self.fan_weights:
             raise ValueError("landmark_backend 'fan' needs fan_weights: a local 2DFAN4 weights file "
                              "(thpad never downloads model weights); use 'dlib' otherwise")
-        if self.redetect_every < 1 or self.max_search_frames < 1:
-            raise ValueError("redetect_every and max_search_frames must be at least 1")
+        if self.redetect_every < 0 or self.max_search_frames < 1:
+            raise ValueError("redetect_every must be 0 (only when tracking degrades) or more, and "
+                             "max_search_frames at least 1")
+        if self.detect_max_side < HOG_WINDOW_PX:
+            raise ValueError(f"detect_max_side must be at least {HOG_WINDOW_PX} px, got {self.detect_max_side}")
 
 
 def bins_per_frame(cfg: AudioConfig) -> int:

@@ -22,17 +22,25 @@ def face_models_dir() -> Path:
     return Path(spec.origin).parent / "models"
 
 
+Box = tuple[int, int, int, int]  # left, top, right, bottom in pixels
+
+
+def box_size(box: Box) -> int:
+    """A box's longer side in pixels."""
+    return max(box[2] - box[0], box[3] - box[1])
+
+
 @dataclass(frozen=True)
 class Face:
     """One detected face: its box (left, top, right, bottom) and 68 landmarks (68, 2) as (x, y)."""
 
-    box: tuple[int, int, int, int]
+    box: Box
     landmarks: np.ndarray
 
     @property
     def size(self) -> int:
         """The box's longer side in pixels."""
-        return max(self.box[2] - self.box[0], self.box[3] - self.box[1])
+        return box_size(self.box)
 
 
 class FaceLandmarker:
@@ -45,21 +53,37 @@ class FaceLandmarker:
         self._detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(str(path))
 
+    def boxes(self, rgb: np.ndarray, upsample: int = 0) -> list[Box]:
+        """The HOG detector's face boxes in an (H, W, 3) uint8 RGB image, largest first, without landmarks."""
+        rects = self._detector(np.ascontiguousarray(rgb), upsample)
+        return sorted(((r.left(), r.top(), r.right(), r.bottom()) for r in rects), key=lambda b: -box_size(b))
+
     def detect(self, rgb: np.ndarray, upsample: int = 0) -> list[Face]:
         """All faces in an (H, W, 3) uint8 RGB image, largest first."""
-        rects = self._detector(np.ascontiguousarray(rgb), upsample)
-        faces = [self._face(rgb, r) for r in rects]
-        return sorted(faces, key=lambda f: -f.size)
+        return [Face(box=box, landmarks=self.landmarks(rgb, box)) for box in self.boxes(rgb, upsample)]
 
-    def landmarks(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    def landmarks(self, rgb: np.ndarray, box: Box) -> np.ndarray:
         """68 landmarks (68, 2) float32 inside a given box (used when tracking without re-detection)."""
         rect = dlib.rectangle(*[int(round(v)) for v in box])
-        shape = self._predictor(np.ascontiguousarray(rgb), rect)
-        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)  # (68, 2)
+        return shape_points(self._predictor(np.ascontiguousarray(rgb), rect))  # (68, 2)
 
-    def _face(self, rgb: np.ndarray, rect: dlib.rectangle) -> Face:
-        box = (rect.left(), rect.top(), rect.right(), rect.bottom())
-        return Face(box=box, landmarks=self.landmarks(rgb, box))
+
+_PUNCTUATION = str.maketrans("(),", "   ")
+
+
+def shape_points(shape: dlib.full_object_detection) -> np.ndarray:
+    """A dlib shape's points as (N, 2) float32.
+
+    Parsed from the points' text form ("points[(x, y), ...]"), which dlib builds in C++: 3-4 times faster than
+    reading 2N attributes through the bindings (~50 against ~180 us for 68 points). Any other text falls back
+    to the attributes.
+    """
+    text = str(shape.parts())
+    if text.startswith("points[") and text.endswith("]"):
+        values = np.array(text[7:-1].translate(_PUNCTUATION).split(), dtype=np.float32)
+        if values.size == 2 * shape.num_parts:
+            return values.reshape(-1, 2)  # (N, 2)
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)  # (N, 2)
 
 
 def box_from_landmarks(landmarks: np.ndarray, margin: float = 0.1) -> tuple[int, int, int, int]:

@@ -1,25 +1,29 @@
 """Face tracking over a clip: detect rarely, follow the 68 landmarks in between (docs/paper-notes.md §2.2).
 
-PC-AVS runs FAN on every frame; detection is the expensive part (~20 ms per 224 px frame with dlib
-HOG against ~2 ms for the landmarks), so here:
+PC-AVS runs FAN on every frame; detection is the expensive part (dlib's HOG with one upsampling costs ~45 ms
+on a 224 px frame against ~3 ms for the landmarks), so here:
 
 1. Detect on the first frame (searching up to ``max_search_frames`` frames for the first face;
-   frames before it are tracked backwards).
+   frames before it are tracked backwards). HOG runs with ``detect_upsample`` as on a photo, but on a frame
+   whose longer side would pass ``detect_max_side`` it runs on a resized copy instead (``detection_scale``);
+   the box is mapped back and the landmarks are predicted at full resolution.
 2. On every other frame, run the landmark predictor in a box derived from the previous frame's
    landmarks. The box is calibrated at each detection: the detector's box is stored relative to the
    landmarks' centroid and RMS spread, and reapplied to later landmarks, so the predictor always sees
    a detector-like box. (A fixed-margin ``faces.box_from_landmarks`` box drifted off the face on 2 of
    5 sample-corpus clips; the calibrated box matched per-frame detection.)
-3. Re-detect every ``redetect_every`` frames, and whenever the tracked landmarks degrade (box IoU
-   drop, a large jump, or a tilted / upside-down face).
+3. Re-detect whenever the tracked landmarks degrade (box IoU drop, a large jump, or a tilted / upside-down
+   face), and every ``redetect_every`` frames when that is not 0.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import cv2
 import numpy as np
 
 from thpad import landmarks as G
@@ -27,11 +31,13 @@ from thpad.pipelines.media import faces as F
 from thpad.pipelines.media.config import TrackConfig
 from thpad.pipelines.media.errors import RejectClip
 
-Box = tuple[int, int, int, int]
+Box = F.Box
 
 
 class Landmarker(Protocol):
     """What tracking needs from a landmark model (``faces.FaceLandmarker`` or ``FanLandmarker``)."""
+
+    def boxes(self, rgb: np.ndarray, upsample: int = 0) -> list[Box]: ...
 
     def detect(self, rgb: np.ndarray, upsample: int = 0) -> list[F.Face]: ...
 
@@ -85,8 +91,9 @@ def calibrate_box(box: Box, landmarks: np.ndarray) -> np.ndarray:
 def box_from_calibration(calibration: np.ndarray, landmarks: np.ndarray) -> Box:
     """The detector-like box of ``landmarks`` (68, 2) under a ``calibrate_box`` calibration."""
     centre, scale = face_frame(landmarks)
-    left, top, right, bottom = (int(round(v)) for v in np.tile(centre, 2) + calibration * scale)
-    return left, top, right, bottom
+    cx, cy = centre.tolist()
+    left, top, right, bottom = calibration.tolist()
+    return round(cx + left * scale), round(cy + top * scale), round(cx + right * scale), round(cy + bottom * scale)
 
 
 def box_iou(a: Box, b: Box) -> float:
@@ -98,17 +105,31 @@ def box_iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _group_means() -> np.ndarray:
+    """(3, 68) weights whose product with (68, 2) landmarks gives the right eye's, the left eye's and the inner
+    mouth's mean points: one matrix product per frame instead of three gathers (the tracker runs it on every
+    frame)."""
+    weights = np.zeros((3, 68))
+    for row, group in enumerate((G.EYE_RIGHT, G.EYE_LEFT, G.MOUTH_INNER)):
+        weights[row, list(group)] = 1.0 / len(group)
+    weights.setflags(write=False)
+    return weights
+
+
+GROUP_MEANS = _group_means()
+
+
 def is_sane(landmarks: np.ndarray, max_roll_deg: float) -> bool:
     """Finite, eye line tilted less than ``max_roll_deg``, and the mouth below the eyes."""
     if not np.isfinite(landmarks).all():
         return False
-    right, left = landmarks[list(G.EYE_RIGHT)].mean(0), landmarks[list(G.EYE_LEFT)].mean(0)
-    eye_vec = left - right
-    eye_dist = float(np.linalg.norm(eye_vec))
-    if eye_dist < 1.0 or np.degrees(abs(np.arctan2(eye_vec[1], eye_vec[0]))) > max_roll_deg:
+    (rx, ry), (lx, ly), (mx, my) = (GROUP_MEANS @ landmarks).tolist()  # right eye, left eye, inner mouth
+    ex, ey = lx - rx, ly - ry
+    eye_dist = math.hypot(ex, ey)
+    if eye_dist < 1.0 or math.degrees(abs(math.atan2(ey, ex))) > max_roll_deg:
         return False
-    down = np.array([-eye_vec[1], eye_vec[0]]) / eye_dist  # unit normal pointing from the eyes to the chin
-    mouth_depth = float((landmarks[list(G.MOUTH_INNER)].mean(0) - (left + right) / 2) @ down)
+    # Depth of the mouth along the unit normal (-ey, ex) / eye_dist, which points from the eyes to the chin.
+    mouth_depth = ((mx - (lx + rx) / 2) * -ey + (my - (ly + ry) / 2) * ex) / eye_dist
     return 0.4 * eye_dist < mouth_depth < 2.5 * eye_dist
 
 
@@ -121,30 +142,50 @@ def is_degraded(prev: np.ndarray, cur: np.ndarray, cfg: TrackConfig) -> bool:
     return jump > cfg.max_jump or box_iou(F.box_from_landmarks(prev), F.box_from_landmarks(cur)) < cfg.min_box_iou
 
 
-def choose_face(faces: list[F.Face], track_box: Box | None, cfg: TrackConfig, frame: int) -> F.Face:
+def detection_scale(height: int, width: int, cfg: TrackConfig) -> float:
+    """The factor a frame is resized by for HOG: ``2 ** detect_upsample`` (dlib's own upsampling), but never so
+    large that the longer side passes ``detect_max_side``."""
+    return min(2.0 ** cfg.detect_upsample, cfg.detect_max_side / max(height, width))
+
+
+def detect_boxes(landmarker: Landmarker, frame: np.ndarray, scale: float) -> list[Box]:
+    """Face boxes (largest first) in frame pixels, found by HOG on ``frame`` resized by ``scale``. A power of two
+    of at least 1 is dlib's own upsampling (the boxes of ``detect``); any other scale resizes with OpenCV."""
+    upsample = math.log2(scale) if scale >= 1 else 0.5  # 0.5: not a whole number of upsamplings
+    if upsample.is_integer():
+        return landmarker.boxes(frame, int(upsample))
+    height, width = frame.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = cv2.resize(frame, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    sx, sy = width / size[0], height / size[1]
+    return [(round(left * sx), round(top * sy), round(right * sx), round(bottom * sy))
+            for left, top, right, bottom in landmarker.boxes(resized)]
+
+
+def choose_box(boxes: list[Box], track_box: Box | None, cfg: TrackConfig, frame: int) -> Box:
     """Pick the face to follow among detections (largest first), applying the multi-face policy."""
-    if len(faces) > 1 and cfg.multi_face_policy == "reject":
-        raise RejectClip(f"{len(faces)} faces in frame {frame} (multi_face_policy 'reject')")
-    face = faces[0]
-    if track_box is not None and len(faces) > 1:
-        overlaps = [box_iou(track_box, f.box) for f in faces]
+    if len(boxes) > 1 and cfg.multi_face_policy == "reject":
+        raise RejectClip(f"{len(boxes)} faces in frame {frame} (multi_face_policy 'reject')")
+    box = boxes[0]
+    if track_box is not None and len(boxes) > 1:
+        overlaps = [box_iou(track_box, b) for b in boxes]
         if max(overlaps) > 0:
-            face = faces[int(np.argmax(overlaps))]
-    if face.size < cfg.min_face_size:
-        raise RejectClip(f"face in frame {frame} is {face.size} px, below min_face_size {cfg.min_face_size} px")
-    return face
+            box = boxes[int(np.argmax(overlaps))]
+    if F.box_size(box) < cfg.min_face_size:
+        raise RejectClip(f"face in frame {frame} is {F.box_size(box)} px, below min_face_size {cfg.min_face_size} px")
+    return box
 
 
 def _detect(landmarker: Landmarker, frames: np.ndarray, t: int, track_box: Box | None,
             cfg: TrackConfig, counts: _Counts) -> F.Face | None:
-    faces = landmarker.detect(frames[t], cfg.detect_upsample)
+    boxes = detect_boxes(landmarker, frames[t], detection_scale(*frames.shape[1:3], cfg))
     counts.detections += 1
-    counts.max_faces = max(counts.max_faces, len(faces))
-    if not faces:
+    counts.max_faces = max(counts.max_faces, len(boxes))
+    if not boxes:
         return None
-    face = choose_face(faces, track_box, cfg, t)
-    counts.sizes.append(face.size)
-    return face
+    box = choose_box(boxes, track_box, cfg, t)
+    counts.sizes.append(F.box_size(box))
+    return F.Face(box=box, landmarks=landmarker.landmarks(frames[t], box))
 
 
 def _tracked(landmarker: Landmarker, frame: np.ndarray, box: Box, prev: np.ndarray,
@@ -160,7 +201,7 @@ def _follow(landmarker: Landmarker, frames: np.ndarray, order: list[int], first:
     prev, calibration = first.landmarks, calibrate_box(first.box, first.landmarks)
     for step, t in enumerate(order, start=1):
         box = box_from_calibration(calibration, prev)
-        scheduled = step % cfg.redetect_every == 0
+        scheduled = cfg.redetect_every > 0 and step % cfg.redetect_every == 0
         cur = None if scheduled else _tracked(landmarker, frames[t], box, prev, cfg)
         if cur is None and not scheduled:
             counts.redetections += 1  # tracking degraded: detect now rather than at the next scheduled frame
@@ -236,9 +277,13 @@ class FanLandmarker:
         self._net.to(device).eval()
         self._dlib = F.FaceLandmarker()
 
+    def boxes(self, rgb: np.ndarray, upsample: int = 0) -> list[Box]:
+        """dlib's HOG boxes in an (H, W, 3) uint8 RGB image, largest first."""
+        return self._dlib.boxes(rgb, upsample)
+
     def detect(self, rgb: np.ndarray, upsample: int = 0) -> list[F.Face]:
         """All faces in an (H, W, 3) uint8 RGB image (dlib HOG boxes, FAN landmarks), largest first."""
-        return [F.Face(box=f.box, landmarks=self.landmarks(rgb, f.box)) for f in self._dlib.detect(rgb, upsample)]
+        return [F.Face(box=box, landmarks=self.landmarks(rgb, box)) for box in self.boxes(rgb, upsample)]
 
     def landmarks(self, rgb: np.ndarray, box: Box) -> np.ndarray:
         """68 landmarks (68, 2) float32 in the box, with face-alignment's crop and heatmap decoding."""

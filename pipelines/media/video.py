@@ -18,6 +18,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 _X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 # x264's kernels are pinned to x86-64-v2 (its SSE2-only and SSSE3+ kernels were seen to give different streams,
@@ -135,7 +136,11 @@ def read_video(path: str | Path) -> DecodedVideo:
     with av.open(str(path)) as container:
         vstream = container.streams.video[0]
         fps = float(vstream.average_rate or vstream.guessed_rate or 0)
-        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(vstream)])  # (T, H, W, 3)
+        # One reformatter for the clip: ``frame.to_ndarray(format=...)`` sets up a new swscale context per
+        # frame, which cost ~1 ms of a 224 px frame's ~1.5 ms decode; the pixels are the same.
+        rgb = VideoReformatter()
+        decoded = (rgb.reformat(f, format="rgb24").to_ndarray() for f in container.decode(vstream))
+        frames = np.stack(list(decoded))  # (T, H, W, 3)
     audio, rate = read_audio(path)
     return DecodedVideo(frames=frames, fps=fps, audio=audio, sample_rate=rate)
 

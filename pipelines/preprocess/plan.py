@@ -78,11 +78,8 @@ def _val_clips(clips: Sequence[SourceClip], cfg: SplitConfig) -> set[str]:
 
 
 def assign_splits(clips: Sequence[SourceClip], cfg: SplitConfig) -> dict[str, str]:
-    """Map each clip key to ``train``, ``val`` or ``test``.
-
-    Raises:
-        ValueError: a split would be empty (names the split and what to change).
-    """
+    """Map each clip key to ``train``, ``val`` or ``test``. A split may come out empty (a dev folder without
+    ``test/``, or too few identities for val): ``empty_splits`` names them, and the stages that need one refuse."""
     dev_groups = sorted({c.group for c in clips if c.official_split == "dev"}, key=lambda g: _group_rank(cfg.seed, g))
     val_keys = _val_clips(clips, cfg) if cfg.val_by == "clip" else _val_group_clips(clips, dev_groups, cfg)
     splits = {}
@@ -91,11 +88,21 @@ def assign_splits(clips: Sequence[SourceClip], cfg: SplitConfig) -> dict[str, st
             splits[clip.key] = "test"
         else:
             splits[clip.key] = "val" if clip.key in val_keys else "train"
-    for split in SPLITS:
-        if split not in splits.values():
-            raise ValueError(f"split '{split}' is empty: {len(dev_groups)} dev identity group(s), "
-                             f"val_fraction={cfg.val_fraction}; add data or change preprocess.split")
     return splits
+
+
+def empty_splits(clips: Sequence[SourceClip], splits: dict[str, str], cfg: SplitConfig) -> dict[str, str]:
+    """Each split that ``assign_splits`` left without a clip, with why and what would fill it."""
+    dev = [c for c in clips if c.official_split == "dev"]
+    groups = len({c.group for c in dev})
+    why = {
+        "train": f"the corpus has {len(dev)} dev clip(s); add a dev/ folder with clips",
+        "val": (f"{groups} dev identity group(s), {len(dev)} dev clip(s), val_fraction={cfg.val_fraction}, "
+                f"val_by={cfg.val_by!r}; add identities or clips, or raise preprocess.split.val_fraction"),
+        "test": "the corpus has no test/ folder (VoxCeleb2's test set is a separate download); add one",
+    }
+    present = set(splits.values())
+    return {split: why[split] for split in SPLITS if split not in present}
 
 
 def plan_shards(clips: Sequence[SourceClip], splits: dict[str, str], cfg: SplitConfig) -> list[ShardPlan]:

@@ -14,15 +14,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterator
+
+import cv2
 
 from thpad.codec import to_dict
 from thpad.pipelines.media.errors import RejectClip
 from thpad.pipelines.media.track import Landmarker, load_landmarker
 from thpad.pipelines.preprocess.clip import process_clip
 from thpad.pipelines.preprocess.config import PreprocessConfig
-from thpad.pipelines.preprocess.plan import ShardPlan, assign_splits, plan_shards
+from thpad.pipelines.preprocess.plan import ShardPlan, assign_splits, empty_splits, plan_shards
 from thpad.pipelines.ray_env import ensure_ray
 from thpad.storage.files import remove_partials
 from thpad.storage.fingerprint import bytes_fingerprint
@@ -127,15 +130,26 @@ def process_shard(plan: ShardPlan, cfg: PreprocessConfig, storage: Storage, land
 
 
 class ShardWorker:
-    """A Ray Data actor: loads the landmark model once, then writes the shards it is given."""
+    """A Ray Data actor: loads the landmark model once, then writes the shards it is given.
+
+    Each output row carries, besides the shard's record, the seconds the shard took and (on the actor's first
+    row) the seconds its start took: the run's summary reports them, no file keeps them.
+    """
 
     def __init__(self, cfg: PreprocessConfig, storage: Storage, print_: str) -> None:
+        start = time.perf_counter()
+        cv2.setNumThreads(1)  # the worker has one core (num_cpus=1): OpenCV's own threads would fight the others
         self.cfg, self.storage, self.print_ = cfg, storage, print_
         self.landmarker = load_landmarker(cfg.track)
+        self.start_seconds = time.perf_counter() - start
 
     def __call__(self, row: dict) -> dict:
+        start = time.perf_counter()
         record = process_shard(plan_from_json(row["plan"]), self.cfg, self.storage, self.landmarker, self.print_)
-        return {"shard": row["shard"], "record": json.dumps(record)}
+        out = {"shard": row["shard"], "record": json.dumps(record), "seconds": time.perf_counter() - start,
+               "start_seconds": self.start_seconds}
+        self.start_seconds = 0.0  # counted once per worker
+        return out
 
 
 def plan_to_json(plan: ShardPlan) -> str:
@@ -157,6 +171,9 @@ def run_preprocess(cfg: PreprocessConfig, storage: Storage) -> dict:
     if not found.clips:
         raise ValueError(f"no .mp4 clips found below {cfg.source} (expected {{dev,test}}/mp4/idX/VIDEO/N.mp4)")
     splits = assign_splits(found.clips, cfg.split)
+    unplanned = empty_splits(found.clips, splits, cfg.split)
+    for split, why in unplanned.items():
+        log.warning("split %r is empty and gets no shards (%s); the stages that need it will refuse", split, why)
     plans = plan_shards(found.clips, splits, cfg.split)
     log.info("preprocess: %d clips (+%d refused by layout) in %d shards, %d workers",
              len(found.clips), len(found.rejects), len(plans), cfg.workers)
@@ -170,17 +187,31 @@ def run_preprocess(cfg: PreprocessConfig, storage: Storage) -> dict:
     items = ray.data.from_items(tasks, override_num_blocks=len(plans))
     results = items.map(ShardWorker, fn_constructor_args=(cfg, storage, fingerprint(cfg)),
                         concurrency=max(1, min(cfg.workers, len(plans))), num_cpus=1).take_all()
-    records = [json.loads(r["record"]) for r in sorted(results, key=lambda r: r["shard"])]
+    results = sorted(results, key=lambda r: r["shard"])
+    records = [json.loads(r["record"]) for r in results]
     rows = [row for rec in records for row in rec["manifest"]]
     rejects = [_reject(s, None, "discover", reason) for s, reason in found.rejects]
     rejects += [rej for rec in records for rej in rec["rejects"]]
     write_manifest(rows, manifest_uri(cfg.out), storage)
     write_rejects(rejects, rejects_uri(cfg.out), storage)
     summary = summarize(rows, rejects, records, len(found.clips) + len(found.rejects))
-    empty = sorted({p.split for p in plans} - set(summary["per_split"]))
-    if empty:
-        log.warning("split(s) %s planned but every clip in them was refused", empty)
+    refused = {p.split for p in plans} - set(summary["per_split"])
+    for split in sorted(refused):
+        log.warning("split %r was planned but every clip in it was refused", split)
+    summary["empty_splits"] = {**unplanned, **{s: "every clip in it was refused" for s in refused}}
+    summary["timing"] = timing(results, records)
     return summary
+
+
+def timing(results: list[dict], records: list[dict]) -> dict:
+    """Where the workers' time went: seconds in shards written now (and their frames, so the per-frame cost of
+    one worker is ``shard_seconds / frames``), and seconds the workers spent starting (model loading)."""
+    written = [(res, rec) for res, rec in zip(results, records, strict=True) if not rec.get("resumed")]
+    frames = sum(row["num_frames"] for _, rec in written for row in rec["manifest"])
+    seconds = sum(res["seconds"] for res, _ in written)
+    return {"shard_seconds": round(seconds, 3), "frames": frames,
+            "ms_per_frame_per_worker": round(1e3 * seconds / frames, 3) if frames else None,
+            "worker_start_seconds": round(sum(res["start_seconds"] for res in results), 3)}
 
 
 def summarize(rows: list[dict], rejects: list[dict], records: list[dict], discovered: int) -> dict:

@@ -12,7 +12,7 @@ from thpad.models.contrastive_net import ContrastiveNet, build_net
 from thpad.models.talking_head import TALKING_HEAD_PRESETS
 from thpad.pipelines.train.disentangle.config import DisentangleConfig
 from thpad.storage.checkpoint import SnapshotError, read_snapshot
-from thpad.storage.manifest import manifest_uri
+from thpad.storage.manifest import manifest_uri, required_shards
 from thpad.storage.uri import Storage, is_s3
 
 
@@ -77,4 +77,9 @@ def check_inputs(cfg: DisentangleConfig) -> DisentangleConfig:
     if not storage.exists(manifest_uri(cfg.shards)):
         raise StageInputError(f"no preprocessed data at {cfg.shards} (no manifest.parquet): run `thpad preprocess` "
                               "(or `dvc repro preprocess`) first, or fix paths.preprocessed")
+    for split in ("train", "val"):
+        try:
+            required_shards(cfg.shards, split, storage, "train_disentangle")
+        except ValueError as err:
+            raise StageInputError(str(err)) from err
     return with_absolute_weight_files(cfg)

@@ -37,7 +37,8 @@ def check_features(folder: str, storage: Storage) -> None:
     for split in SPLITS:
         if not list_feature_files(folder, split, storage):
             raise ValueError(f"the features folder {folder} holds no {split} feature files ({split}/*.parquet); "
-                             "the priors train on the train split and validate on the val split")
+                             "the priors train on the train split and validate on the val split; an empty split "
+                             "comes from a preprocessed corpus without it (see `thpad preprocess`'s warning)")
 
 
 

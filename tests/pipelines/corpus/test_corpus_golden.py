@@ -22,17 +22,17 @@ REPO = Path(__file__).resolve().parents[3]
 GOLDEN: dict[str, str] = {
     "corpus.json": "bcd1624a42cc304bc8a3114355a49050",
     "dev/mp4/id00001/9fszoL4jBhd/00001.json": "0799ea13c0850e8b4cc21896a0f6f931",
-    "dev/mp4/id00001/9fszoL4jBhd/00001.mp4": "6844ab1b062d033c258a9913acc55660",
+    "dev/mp4/id00001/9fszoL4jBhd/00001.mp4": "dd5545a6d5b6a7a1a9d6b10a9ec9f589",
     "dev/mp4/id00002/8Gu0O0zinoC/00001.json": "f401466fa0ef66fc18713a17c5d6cfc8",
-    "dev/mp4/id00002/8Gu0O0zinoC/00001.mp4": "9219106076aaac9a68d3442c6280be12",
+    "dev/mp4/id00002/8Gu0O0zinoC/00001.mp4": "af2e5747068fc4472abad5011b0ce316",
     "dev/mp4/id00003/kdFeqkGMtDf/00001.json": "701bd053a712b0d193f5a256a90e5ae0",
-    "dev/mp4/id00003/kdFeqkGMtDf/00001.mp4": "c2994e20962406dfe4454c6e682d3813",
+    "dev/mp4/id00003/kdFeqkGMtDf/00001.mp4": "7efde4749d4af035a6dba4ffe49b1c55",
     "dev/mp4/id00004/pHLwYmIBGdX/00001.json": "1f0acc22c3b7ea1870618c31799f4ae4",
-    "dev/mp4/id00004/pHLwYmIBGdX/00001.mp4": "0c91f4011ffcff136e448537eeb0b506",
+    "dev/mp4/id00004/pHLwYmIBGdX/00001.mp4": "0fa03edd95bfa6c1792a8ad955f0fdc4",
     "dev/mp4/id00005/DW_PDd0ZZnA/00001.json": "2ac8e4ce32df7813cfb48d3f255bb647",
-    "dev/mp4/id00005/DW_PDd0ZZnA/00001.mp4": "685df1b18e11a501a3b1dd08011c534b",
+    "dev/mp4/id00005/DW_PDd0ZZnA/00001.mp4": "f6d13854b2d85e677ec07819c0933015",
     "dev/mp4/id00006/FYc26EAGMqy/00001.json": "0275e5b6875e1621108a0d39200d2905",
-    "dev/mp4/id00006/FYc26EAGMqy/00001.mp4": "c3390175ccb326ceec2ec7c18ddc737c",
+    "dev/mp4/id00006/FYc26EAGMqy/00001.mp4": "0d39de5bb7a2247766fce75621fba19d",
 }
 
 

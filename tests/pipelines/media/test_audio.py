@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from thpad.pipelines.media.audio import load_pcm, mel_spectrogram, resample_pcm, stft_magnitude, to_mono
+from thpad.pipelines.media.audio import (
+    load_pcm,
+    mel_filterbank,
+    mel_spectrogram,
+    resample_pcm,
+    stft_magnitude,
+    to_mono,
+)
 from thpad.pipelines.media.config import AudioConfig, bins_per_frame, samples_per_frame
 from thpad.pipelines.media.errors import RejectClip
 from thpad.pipelines.media.video import write_video
@@ -116,3 +123,16 @@ def test_load_pcm_from_a_container(tmp_path) -> None:
     silent = write_video(tmp_path / "b.mp4", frames, 25)
     with pytest.raises(RejectClip, match="no audio track"):
         load_pcm(silent, CFG, RATES)
+
+
+@pytest.mark.parametrize("cfg", [CFG, AudioConfig(n_mels=40, fmin=55.0, fmax=8000.0, n_fft=2048)])
+def test_mel_filterbank_is_librosas(cfg: AudioConfig) -> None:
+    """The filterbank written out in numpy gives librosa's (PC-AVS's) weights, to float32 rounding."""
+    import librosa.filters
+
+    expected = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin,
+                                   fmax=cfg.fmax)  # (n_mels, n_fft // 2 + 1)
+    ours = mel_filterbank(cfg)
+    assert ours.shape == expected.shape and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-9)
+    assert not ours.flags.writeable  # cached: a caller must not change it for the next one

@@ -6,13 +6,14 @@ import dataclasses
 import json
 
 import cv2
+import dlib
 import numpy as np
 import pytest
 
 from thpad.pipelines.media.config import TrackConfig
 from thpad.pipelines.media.errors import RejectClip
-from thpad.pipelines.media.faces import FaceLandmarker
-from thpad.pipelines.media.track import decode_heatmaps, load_landmarker, track_face
+from thpad.pipelines.media.faces import FaceLandmarker, shape_points
+from thpad.pipelines.media.track import decode_heatmaps, detection_scale, load_landmarker, track_face
 from thpad.pipelines.media.video import read_video
 
 CFG = TrackConfig()
@@ -38,15 +39,19 @@ def _error(landmarks: np.ndarray, truth: np.ndarray) -> float:
     return float(np.linalg.norm(landmarks - truth, axis=-1).mean())
 
 
-def test_tracking_detects_rarely_and_stays_on_the_truth(clips, landmarker) -> None:
-    """Few detector runs, and tracked landmarks as close to the truth as per-frame detection (dlib
-    misreads one dark portrait by ~3.5 px even when detecting on every frame)."""
+@pytest.mark.parametrize("redetect_every", [0, 25])
+def test_tracking_detects_rarely_and_stays_on_the_truth(clips, landmarker, redetect_every) -> None:
+    """Few detector runs (one per clip when only degraded tracking re-detects, else one per schedule step), and
+    tracked landmarks as close to the truth as per-frame detection (dlib misreads one dark portrait by ~3.5 px
+    even when detecting on every frame)."""
+    cfg = dataclasses.replace(CFG, redetect_every=redetect_every)
     errors = []
     for frames, truth in clips:
-        track = track_face(frames, landmarker, CFG)
+        track = track_face(frames, landmarker, cfg)
         num_frames = len(frames)
         assert track.landmarks.shape == (num_frames, 68, 2) and track.landmarks.dtype == np.float32
-        assert track.stats.detections <= num_frames // CFG.redetect_every + 2
+        scheduled = (num_frames - 1) // redetect_every + 1 if redetect_every else 1
+        assert track.stats.detections == scheduled + track.stats.redetections and track.stats.redetections <= 1
         assert track.stats.frames_tracked >= num_frames - track.stats.detections
         assert track.stats.max_faces == 1 and track.stats.frames_lost == 0
         sampled = range(0, num_frames, 10)
@@ -107,6 +112,47 @@ def test_no_face_and_small_faces_are_rejected(clips, landmarker) -> None:
     small[0, 56:168, 56:168] = cv2.resize(clips[0][0][0], (112, 112), interpolation=cv2.INTER_AREA)
     with pytest.raises(RejectClip, match="below min_face_size 96 px"):
         track_face(small, landmarker, dataclasses.replace(CFG, min_face_size=96))
+
+
+class SpyLandmarker:
+    """The real landmarker, recording the size of every image HOG is run on."""
+
+    def __init__(self, inner: FaceLandmarker) -> None:
+        self.inner, self.hog_sizes = inner, []
+
+    def boxes(self, rgb: np.ndarray, upsample: int = 0) -> list:
+        self.hog_sizes.append(max(rgb.shape[:2]) * 2**upsample)
+        return self.inner.boxes(rgb, upsample)
+
+    def landmarks(self, rgb: np.ndarray, box) -> np.ndarray:
+        return self.inner.landmarks(rgb, box)
+
+
+def test_a_large_frame_is_detected_on_a_resized_copy_and_tracked_at_full_size(clips, landmarker) -> None:
+    """A 1280x720 frame with the face scaled 2.5x: HOG sees at most detect_max_side px (not 2560 px, which
+    detect_upsample 1 would give), and the landmarks, predicted at full size, stay on the scaled truth."""
+    frames, truth = clips[2]
+    scale, (x0, y0) = 2.5, (400, 90)
+    side = round(224 * scale)
+    wide = np.full((20, 720, 1280, 3), 90, np.uint8)  # (T, 720, 1280, 3)
+    for t in range(20):
+        wide[t, y0:y0 + side, x0:x0 + side] = cv2.resize(frames[t], (side, side), interpolation=cv2.INTER_CUBIC)
+    spy = SpyLandmarker(landmarker)
+    track = track_face(wide, spy, CFG)
+    assert spy.hog_sizes and max(spy.hog_sizes) <= CFG.detect_max_side
+    assert detection_scale(720, 1280, CFG) == CFG.detect_max_side / 1280
+    assert detection_scale(224, 224, CFG) == 2.0  # dlib's own upsampling, as on a photo
+    expected = truth[:20] * side / 224 + np.array([x0, y0])  # (20, 68, 2) in the wide frame
+    assert _error(track.landmarks, expected) / scale < 3.0  # in the 224 px clip's pixels
+
+
+def test_shape_points_read_dlibs_points_exactly(clips, landmarker) -> None:
+    frame = clips[0][0][0]
+    box = landmarker.boxes(frame, 1)[0]
+    shape = landmarker._predictor(frame, dlib.rectangle(*box))
+    attributes = np.array([(p.x, p.y) for p in shape.parts()], np.float32)  # (68, 2)
+    assert np.array_equal(shape_points(shape), attributes)
+    assert np.array_equal(landmarker.landmarks(frame, box), attributes)
 
 
 def test_fan_needs_a_local_weights_file(tmp_path) -> None:

@@ -1,11 +1,12 @@
-"""Split and shard planning: groups never straddle splits, every clip in exactly one shard, empty
-splits are errors, and the plan depends on nothing but the clips and the config."""
+"""Split and shard planning: groups never straddle splits, every clip in exactly one shard, an empty split
+is named with why (a partial corpus is still planned), and the plan depends on nothing but the clips and the
+config."""
 
 from __future__ import annotations
 
 import pytest
 
-from thpad.pipelines.preprocess.plan import SplitConfig, assign_splits, plan_shards
+from thpad.pipelines.preprocess.plan import SplitConfig, assign_splits, empty_splits, plan_shards
 from thpad.storage.voxceleb import SourceClip
 
 
@@ -50,11 +51,24 @@ def test_every_clip_in_exactly_one_shard() -> None:
     assert plans[0].name == "train-000000.tar"
 
 
-def test_empty_split_is_an_error() -> None:
-    with pytest.raises(ValueError, match="split 'test' is empty"):
-        assign_splits(_clips(groups=4, test_groups=0), SplitConfig(0, 0.25, 4, 1))
-    with pytest.raises(ValueError, match="split 'val' is empty"):
-        assign_splits(_clips(groups=4), SplitConfig(0, 0.0, 4, 1))
+def test_a_partial_corpus_is_planned_and_its_empty_splits_named() -> None:
+    cfg = SplitConfig(0, 0.25, 4, 1)
+    dev_only = _clips(groups=4, test_groups=0)  # a dev folder without test/
+    splits = assign_splits(dev_only, cfg)
+    assert set(splits.values()) == {"train", "val"}
+    assert list(empty_splits(dev_only, splits, cfg)) == ["test"]
+    assert "no test/ folder" in empty_splits(dev_only, splits, cfg)["test"]
+    plans = plan_shards(dev_only, splits, cfg)
+    assert sorted(c.key for p in plans for c in p.clips) == sorted(c.key for c in dev_only)
+    assert {p.split for p in plans} == {"train", "val"}
+    no_val = _clips(groups=4)
+    splits = assign_splits(no_val, SplitConfig(0, 0.0, 4, 1))
+    assert list(empty_splits(no_val, splits, SplitConfig(0, 0.0, 4, 1))) == ["val"]
+    test_only = _clips(groups=2, test_groups=2)
+    splits = assign_splits(test_only, cfg)
+    assert list(empty_splits(test_only, splits, cfg)) == ["train", "val"]
+    full = _clips(groups=6)
+    assert empty_splits(full, assign_splits(full, cfg), cfg) == {}
 
 
 def test_val_by_clip_holds_out_clips_of_every_identity_and_keeps_one_for_train() -> None:
@@ -66,7 +80,8 @@ def test_val_by_clip_holds_out_clips_of_every_identity_and_keeps_one_for_train()
             by_identity.setdefault(clip.identity, []).append(splits[clip.key])
     assert all(sorted(s) == ["train", "train", "train", "val"] for s in by_identity.values())
     assert all(splits[c.key] == "test" for c in clips if c.official_split == "test")
-    with pytest.raises(ValueError, match="split 'val' is empty"):  # one clip per identity: none can be held out
-        assign_splits(_clips(groups=3, per_group=2), SplitConfig(0, 0.9, 4, 1, val_by="clip"))
+    one_each = _clips(groups=3, per_group=2)  # one clip per identity: none can be held out
+    cfg = SplitConfig(0, 0.9, 4, 1, val_by="clip")
+    assert "val_by='clip'" in empty_splits(one_each, assign_splits(one_each, cfg), cfg)["val"]
     with pytest.raises(ValueError, match="val_by"):
         SplitConfig(0, 0.25, 4, 1, val_by="identity")

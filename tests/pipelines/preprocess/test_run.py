@@ -14,7 +14,14 @@ import pytest
 
 from tests.pipelines.preprocess.bad_inputs import add_bad_inputs
 from thpad.pipelines.preprocess.run import run_preprocess
-from thpad.storage.manifest import list_shards, manifest_uri, read_manifest, read_rejects, rejects_uri
+from thpad.storage.manifest import (
+    list_shards,
+    manifest_uri,
+    read_manifest,
+    read_rejects,
+    rejects_uri,
+    required_shards,
+)
 from thpad.storage.readers import iter_clips
 from thpad.storage.uri import Storage
 
@@ -56,8 +63,11 @@ def test_every_input_accepted_or_refused_once(preprocessed, corpus_with_bad_inpu
 
 def test_splits_and_shards(preprocessed) -> None:
     cfg, summary, _ = preprocessed
-    assert set(summary["per_split"]) == {"train", "val", "test"}
+    assert set(summary["per_split"]) == {"train", "val", "test"} and summary["empty_splits"] == {}
     manifest = read_manifest(manifest_uri(cfg.out), Storage())
+    timing = summary["timing"]  # what the workers spent: per frame in the shards, and starting
+    assert timing["frames"] == sum(manifest.column("num_frames").to_pylist())
+    assert timing["ms_per_frame_per_worker"] > 0 and timing["worker_start_seconds"] > 0
     for split in ("train", "val", "test"):
         shards = list_shards(cfg.out, split, Storage())
         assert shards, f"no {split} shards"
@@ -92,3 +102,20 @@ def test_true_motion_in_crop_coordinates(preprocessed) -> None:
     shift = np.hypot(motion["tx"], motion["ty"]) * scale
     assert np.allclose(np.hypot(motion["tx_crop"], motion["ty_crop"]), shift, atol=1e-3)
     assert len(motion["mouth"]) == clip.num_frames
+
+
+def test_a_dev_folder_alone_is_preprocessed_and_the_empty_test_split_named(micro_corpus, micro_params, ray_local,
+                                                                              tmp_path, caplog) -> None:
+    """VoxCeleb2's dev set without its test set (downloaded apart): shards for what is there, a warning naming
+    the empty split, and a refusal naming it from whatever needs it later."""
+    root, _ = micro_corpus
+    shutil.copytree(root / "dev", tmp_path / "corpus" / "dev")
+    cfg = dataclasses.replace(micro_params.preprocess, source=str(tmp_path / "corpus"), out=str(tmp_path / "out"))
+    with caplog.at_level("WARNING"):
+        summary = run_preprocess(cfg, Storage())
+    assert summary["accepted"] == len(list((root / "dev").rglob("*.mp4"))) and "test" not in summary["per_split"]
+    assert "no test/ folder" in summary["empty_splits"]["test"]
+    assert "split 'test' is empty" in caplog.text
+    assert list_shards(cfg.out, "train", Storage()) and not list_shards(cfg.out, "test", Storage())
+    with pytest.raises(ValueError, match=r"evaluate needs test clips.*no test-\*\.tar shard"):
+        required_shards(cfg.out, "test", Storage(), "evaluate")
