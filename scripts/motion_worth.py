@@ -11,7 +11,7 @@ that on the val split, per clip, at the stage's image size (L1 on [-1, 1] pixels
 
 A learned G below ``mean`` renders more than the clip's identity; the gap between ``mean`` and ``pose`` is what a
 non-lip code that tracks pose can buy. Usage (after ``make run`` built the shards):
-``.venv/bin/python -m scripts.motion_worth [--shards data/preprocessed] [--size 56] [--min-distance 25]``.
+``.venv/bin/python -m scripts.motion_worth [--shards data/preprocessed] [--size 56] [--min-distance 25] [--split val]``.
 """
 
 from __future__ import annotations
@@ -64,11 +64,12 @@ def linear_l1(frames: np.ndarray, motion: dict[str, np.ndarray], factors: tuple[
     return float(np.abs(x[score] @ weights - frames[score]).mean())
 
 
-def motion_worth(shards: str, storage: Storage, size: int, min_distance: int, seed: int = 0) -> dict[str, float]:
-    """Mean over val clips of each row of the module docstring."""
+def motion_worth(shards: str, storage: Storage, size: int, min_distance: int, seed: int = 0,
+                 split: str = "val") -> dict[str, float]:
+    """Mean over the clips of ``split`` of each row of the module docstring."""
     rng = np.random.default_rng(seed)
     rows: dict[str, list[float]] = {"copy": [], "mean": [], **{name: [] for name in FACTOR_SETS}}
-    for frames, motion in clips(shards, "val", storage, size):
+    for frames, motion in clips(shards, split, storage, size):
         rows["copy"] += copy_l1(frames, min_distance, rng)
         rows["mean"].append(linear_l1(frames, motion, ()))
         for name, factors in FACTOR_SETS.items():
@@ -81,9 +82,10 @@ def main() -> None:
     parser.add_argument("--shards", default="data/preprocessed")
     parser.add_argument("--size", type=int, default=56, help="image side in pixels (the tiny preset: 56)")
     parser.add_argument("--min-distance", type=int, default=25, help="identity frame distance (frames)")
+    parser.add_argument("--split", default="val", help="the split whose clips are measured (test: unseen faces)")
     args = parser.parse_args()
     try:
-        rows = motion_worth(args.shards, Storage(), args.size, args.min_distance)
+        rows = motion_worth(args.shards, Storage(), args.size, args.min_distance, split=args.split)
     except (ValueError, StorageError) as err:
         raise SystemExit(f"error: {err}") from err
     for name, l1 in rows.items():
