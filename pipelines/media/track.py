@@ -151,9 +151,8 @@ def detection_scale(height: int, width: int, cfg: TrackConfig) -> float:
 def detect_boxes(landmarker: Landmarker, frame: np.ndarray, scale: float) -> list[Box]:
     """Face boxes (largest first) in frame pixels, found by HOG on ``frame`` resized by ``scale``. A power of two
     of at least 1 is dlib's own upsampling (the boxes of ``detect``); any other scale resizes with OpenCV."""
-    upsample = math.log2(scale) if scale >= 1 else 0.5  # 0.5: not a whole number of upsamplings
-    if upsample.is_integer():
-        return landmarker.boxes(frame, int(upsample))
+    if scale >= 1 and math.log2(scale).is_integer():
+        return landmarker.boxes(frame, int(math.log2(scale)))
     height, width = frame.shape[:2]
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     resized = cv2.resize(frame, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
