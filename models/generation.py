@@ -32,17 +32,20 @@ class MotionPrior:
 
 
 class Identity(NamedTuple):
-    """E_id of the source photo, computed once per video."""
+    """E_id of the source photo, computed once per video, with the photo and its f_nl (what the warping renderer
+    moves, and from where)."""
 
     f_id: torch.Tensor  # (1, id_dim)
     id_map: torch.Tensor  # (1, C, s, s)
+    photo: torch.Tensor  # (1, 3, S, S)
+    f_nl: torch.Tensor  # (1, N)
 
 
 @torch.no_grad()
 def encode_identity(head: TalkingHead, photo: torch.Tensor) -> Identity:
-    """E_id of one aligned photo (3, S, S) in [-1, 1]."""
+    """E_id and E_v's f_nl of one aligned photo (3, S, S) in [-1, 1]."""
     f_id, id_map = head.encode_identity(photo[None])  # (1, id_dim), (1, C, s, s)
-    return Identity(f_id, id_map)
+    return Identity(f_id, id_map, photo[None], head.visual_encoder(photo[None]).f_nl)
 
 
 @torch.no_grad()
@@ -72,7 +75,7 @@ def encode_audio(head: TalkingHead, windows: torch.Tensor, batch: int = 256) -> 
 
 @torch.no_grad()
 def render(head: TalkingHead, identity: Identity, f_nl: np.ndarray, f_l: np.ndarray, batch: int = 64) -> torch.Tensor:
-    """G(id_map, cat(f_id, f_nl, f_l)) for t frames of one identity, without generator noise (no global RNG).
+    """The renderer on cat(f_id, f_nl, f_l) for t frames of one identity, without generator noise (no global RNG).
 
     Args:
         f_nl: (t, N); f_l: (t, lip_dim).
@@ -87,8 +90,9 @@ def render(head: TalkingHead, identity: Identity, f_nl: np.ndarray, f_l: np.ndar
         nl = torch.from_numpy(np.ascontiguousarray(f_nl[i:i + batch])).to(device)  # (b, N)
         lip = torch.from_numpy(np.ascontiguousarray(f_l[i:i + batch])).to(device)  # (b, lip)
         b = len(nl)
-        out.append(head.synthesize(identity.f_id.expand(b, -1), identity.id_map.expand(b, -1, -1, -1), nl, lip,
-                                   noise_mode="none"))  # (b, 3, S, S)
+        out.append(head.synthesize(identity.photo.expand(b, -1, -1, -1), identity.f_id.expand(b, -1),
+                                   identity.id_map.expand(b, -1, -1, -1), nl, lip, noise_mode="none",
+                                   source_nl=identity.f_nl.expand(b, -1)))  # (b, 3, S, S)
     return torch.cat(out).clamp_(-1.0, 1.0)
 
 

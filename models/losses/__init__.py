@@ -1,5 +1,6 @@
 """Training losses of TH-PAD (supplement §I.3, docs/paper-notes.md §1.5): GAN phases, feature matching, perceptual,
-gaze, contrastive (with memory-bank negatives), orthogonality and velocity losses, plus their weights.
+gaze, contrastive (with memory-bank negatives), orthogonality and velocity losses, a pixel pyramid L1 (ours), plus
+their weights.
 
 Losses take tensors and feature lists, never networks, so each is testable on its own.
 """
@@ -7,7 +8,7 @@ Losses take tensors and feature lists, never networks, so each is testable on it
 from thpad.models.losses.contrastive import LogitScale, info_nce_loss, orthogonality_loss
 from thpad.models.losses.gan import GanKind, adversarial_d_loss, adversarial_g_loss, feature_matching_loss
 from thpad.models.losses.motion import masked_mse, velocity_loss
-from thpad.models.losses.reconstruction import VGG_LAYER_WEIGHTS, GazeDistance, gaze_loss, perceptual_loss
+from thpad.models.losses.reconstruction import VGG_LAYER_WEIGHTS, GazeDistance, gaze_loss, perceptual_loss, pyramid_l1
 from thpad.models.losses.weights import LOSS_PRESETS, LossConfig, LossWeights, weighted_total
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "masked_mse",
     "orthogonality_loss",
     "perceptual_loss",
+    "pyramid_l1",
     "velocity_loss",
     "weighted_total",
 ]

@@ -1,4 +1,5 @@
-"""Image reconstruction losses on features of pretrained networks: VGG perceptual loss and gaze loss.
+"""Image reconstruction losses: on features of pretrained networks (VGG perceptual loss and gaze loss), and on
+pixels (an image pyramid's L1, which needs no weights file; ours, not the paper's).
 
 TH-PAD supplement Eq. III (L1 between VGG features; PC-AVS layer weights 1/32, 1/16, 1/8, 1/4, 1 on
 relu1_1..relu5_1, docs/paper-notes.md §2.6) and L_gaze (distance between gaze-encoder features,
@@ -56,3 +57,25 @@ def gaze_loss(
     if distance == "l2":
         return F.mse_loss(fake_feat, real_feat.detach())
     raise ValueError(f"unknown gaze distance '{distance}' (use 'l1' or 'l2')")
+
+
+def pyramid_l1(real: torch.Tensor, fake: torch.Tensor, scales: int = 1) -> torch.Tensor:
+    """Mean over ``scales`` levels of an image pyramid (2x2 average pooling per level) of the pixel L1.
+
+    Level 0 is the pixel L1 itself; coarser levels weigh the low frequencies (pose, the face's outline) again, which
+    an L1 on full-resolution pixels alone settles late.
+
+    Args:
+        real: (B, C, H, W) targets (detached here); fake: (B, C, H, W) generated images.
+        scales: number of levels, >= 1.
+    Returns:
+        scalar loss.
+    """
+    if scales < 1:
+        raise ValueError(f"scales must be >= 1, got {scales}")
+    real, terms = real.detach(), []
+    for level in range(scales):
+        if level:
+            real, fake = F.avg_pool2d(real, 2), F.avg_pool2d(fake, 2)  # (B, C, H/2^level, W/2^level)
+        terms.append(F.l1_loss(fake, real))
+    return torch.stack(terms).mean()

@@ -26,6 +26,7 @@ class LossWeights:
     ol: float = 1.0  # L_ol
     gaze: float = 1.0  # L_gaze
     cl: float = 1.0  # L_cl with memory-bank negatives, when trained in this stage
+    pix: float = 0.0  # L_pix, pixel L1 over an image pyramid (ours, not the paper's: needs no weights file)
     lmk: float = 0.0  # L_lmk, f_nl's landmark-motion head (ours, not the paper's: pipelines/train/landmark_motion.py)
 
 

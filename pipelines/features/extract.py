@@ -20,6 +20,7 @@ complete folder. A shard that fails does not stop the others; the run then raise
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -68,9 +69,13 @@ def encoder_state(snapshot: bytes, uri: str) -> tuple[dict[str, Any], dict[str, 
 
 
 def preset_name(config: Mapping[str, Any]) -> str:
-    """The ``TALKING_HEAD_PRESETS`` name of a TalkingHead config, or "custom"."""
+    """The ``TALKING_HEAD_PRESETS`` name of a TalkingHead config ("tiny, warp renderer" when only the renderer
+    differs from the preset's), or "custom"."""
     cfg = from_dict(TalkingHeadConfig, config)
-    return next((name for name, preset in TALKING_HEAD_PRESETS.items() if preset == cfg), "custom")
+    for name, preset in TALKING_HEAD_PRESETS.items():
+        if dataclasses.replace(preset, renderer=cfg.renderer) == cfg:
+            return name if preset.renderer == cfg.renderer else f"{name}, {cfg.renderer} renderer"
+    return "custom"
 
 
 def clip_features(key: str, members: Mapping[str, bytes], encoders: FeatureEncoders,

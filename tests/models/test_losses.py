@@ -23,6 +23,7 @@ from thpad.models.losses import (
     masked_mse,
     orthogonality_loss,
     perceptual_loss,
+    pyramid_l1,
     velocity_loss,
     weighted_total,
 )
@@ -162,3 +163,17 @@ def test_loss_weights_and_presets():
 def test_loss_config_round_trip():
     for cfg in LOSS_PRESETS.values():
         assert from_dict(LossConfig, json.loads(json.dumps(to_dict(cfg)))) == cfg
+
+
+def test_pyramid_l1_is_the_pixel_l1_at_one_scale_and_averages_the_levels() -> None:
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g)
+    torch.testing.assert_close(pyramid_l1(real, fake, 1), (real - fake).abs().mean())
+    half = (torch.nn.functional.avg_pool2d(real, 2) - torch.nn.functional.avg_pool2d(fake, 2)).abs().mean()
+    torch.testing.assert_close(pyramid_l1(real, fake, 2), ((real - fake).abs().mean() + half) / 2)
+    assert float(pyramid_l1(real, real.clone(), 3)) == 0.0
+    fake.requires_grad_(True)
+    pyramid_l1(real, fake, 3).backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="scales"):
+        pyramid_l1(real, fake, 0)

@@ -9,13 +9,15 @@ boundary; the same group scales apply to it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Literal
 
 from thpad.models.gaze import GAZE_PRESETS
 from thpad.models.generator.discriminator import DISCRIMINATOR_PRESETS
 from thpad.models.losses import GanKind, GazeDistance, LossWeights
 from thpad.models.memory_bank import MEMORY_BANK_PRESETS
-from thpad.models.talking_head import TALKING_HEAD_PRESETS
+from thpad.models.talking_head import TALKING_HEAD_PRESETS, TalkingHeadConfig
 from thpad.models.vgg import VGG_PRESETS
 from thpad.pipelines.ray_env import RayConfig
 from thpad.pipelines.train.config import ScalingParams, ScheduleParams, per_rank_batch
@@ -68,11 +70,19 @@ class PhaseTwoParams:
 class DisentangleLossParams:
     """The GAN loss kind (the supplement's Eq. I is the log loss: "nonsaturating"; PC-AVS uses "hinge"), the
     lambdas of supplement Eq. IV (all 1 in the paper) plus ``weights.cl`` for L_cl (see disentangle.py) and
-    ``weights.lmk`` for L_lmk, whose targets ``landmark_motion`` describes (pipelines/train/landmark_motion.py)."""
+    ``weights.lmk`` for L_lmk, whose targets ``landmark_motion`` describes (pipelines/train/landmark_motion.py), and
+    ``weights.pix`` for L_pix, the pixel L1 over ``pixel_scales`` levels of an image pyramid (ours: without a VGG
+    weights file the GAN and D's feature matching are the only image losses left, and a small generator learns
+    slowly under them)."""
 
     gan_kind: GanKind
     weights: LossWeights
+    pixel_scales: int
     landmark_motion: LandmarkMotionParams
+
+    def __post_init__(self) -> None:
+        if self.pixel_scales < 1:
+            raise ValueError(f"loss.pixel_scales must be >= 1, got {self.pixel_scales}")
 
 
 @dataclass(frozen=True)
@@ -146,10 +156,12 @@ class DisentangleConfig:
     (E_a, E_v with MLP_cl, logit scale); ``identity_weights`` an optional torchvision ResNeXt file for E_id.
     ``train_visual_backbone``: the paper's E_v backbone is pretrained as in LPD; without such weights it
     trains here, on LPD's augmented driving frames. ``train_audio_encoder`` unfreezes E_a (frozen in the paper).
-    ``betas`` are Adam's for every group (PC-AVS: 0.5, 0.999).
+    ``betas`` are Adam's for every group (PC-AVS: 0.5, 0.999). ``renderer`` replaces the model preset's renderer
+    (``TalkingHeadConfig.renderer``): "synthesis" is the paper's generator, "warp" moves the identity frame's pixels.
     """
 
     model: str
+    renderer: Literal["synthesis", "warp"]
     discriminator: str
     memory_bank: str
     identity_weights: str | None
@@ -179,8 +191,16 @@ class DisentangleConfig:
         for name, value, registry in presets:
             if value not in registry:
                 raise ValueError(f"{name} {value!r} is not one of {sorted(registry)}")
+        if self.renderer not in ("synthesis", "warp"):
+            raise ValueError(f"renderer must be 'synthesis' or 'warp', got {self.renderer!r}")
+        talking_head_config(self)  # the preset and the renderer must agree on sizes
         feature_dim = TALKING_HEAD_PRESETS[self.model].audio.out_dim
         if MEMORY_BANK_PRESETS[self.memory_bank].dim != feature_dim:
             raise ValueError(f"memory_bank {self.memory_bank!r} holds features of another width than "
                              f"model {self.model!r} ({feature_dim})")
         per_rank_batch(self.schedule.batch_size, self.scaling.num_workers, self.schedule.accum_rounds)
+
+
+def talking_head_config(cfg: DisentangleConfig) -> TalkingHeadConfig:
+    """The talking head stage 2 trains: the ``model`` preset with the ``renderer`` param."""
+    return dataclasses.replace(TALKING_HEAD_PRESETS[cfg.model], renderer=cfg.renderer)

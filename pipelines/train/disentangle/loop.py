@@ -50,8 +50,8 @@ from thpad.models.losses import (
     weighted_total,
 )
 from thpad.models.memory_bank import MEMORY_BANK_PRESETS, MemoryBank
-from thpad.models.talking_head import TALKING_HEAD_PRESETS, talking_head_snapshot_config
-from thpad.pipelines.train.disentangle.config import DisentangleConfig
+from thpad.models.talking_head import talking_head_snapshot_config
+from thpad.pipelines.train.disentangle.config import DisentangleConfig, talking_head_config
 from thpad.pipelines.train.disentangle.data import frame_sampling, load_val_set, make_round
 from thpad.pipelines.train.disentangle.inputs import check_inputs, read_contrastive
 from thpad.pipelines.train.disentangle.losses import discriminator_loss, generator_terms, pretrain_visual
@@ -267,7 +267,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                       {"rng": capture_rng(), "epoch": epoch, "batch": position},
                       training_state(head, ema, disc, logit_scale, optimizers, bank, history, step, cur_nsamples,
                                      landmark) if lead else None,
-                      (talking_head_snapshot_config(TALKING_HEAD_PRESETS[cfg.model]), ema) if lead else None)
+                      (talking_head_snapshot_config(talking_head_config(cfg)), ema) if lead else None)
     log.info("Done after %d steps (%d samples).", step, cur_nsamples)
 
 

@@ -16,6 +16,7 @@ from thpad.models.losses import (
     feature_matching_loss,
     info_nce_loss,
     orthogonality_loss,
+    pyramid_l1,
 )
 from thpad.models.memory_bank import MemoryBank
 from thpad.models.talking_head import TalkingHead, TalkingHeadOutput
@@ -39,15 +40,17 @@ def discriminator_loss(disc: nn.Module, r: Round, fake: torch.Tensor, cfg: Disen
 def generator_terms(out: TalkingHeadOutput, r: Round, disc: nn.Module, loss_nets: LossNets, mlp_cl: nn.Module,
                     logit_scale: LogitScale, bank: MemoryBank, cfg: DisentangleConfig, phase: int,
                     landmark: nn.Module | None = None) -> dict[str, torch.Tensor]:
-    """The terms of Eq. IV (keys of ``LossWeights``); L_ol, L_cl and L_lmk (ours, with a ``landmark`` head)
-    only in phase one (nothing they reach trains in phase two), L_VGG and L_gaze only when their networks are
-    available."""
+    """The terms of Eq. IV (keys of ``LossWeights``) and L_pix when weighted; L_ol, L_cl and L_lmk (ours, with a
+    ``landmark`` head) only in phase one (nothing they reach trains in phase two), L_VGG and L_gaze only when their
+    networks are available."""
     weights = cfg.loss.weights
     fake_scales = disc(out.image)
     with torch.no_grad():
         real_scales = disc(r.real)
     terms = {"gan": adversarial_g_loss([s.logits for s in fake_scales], cfg.loss.gan_kind),
              "feat": feature_matching_loss([s.features for s in real_scales], [s.features for s in fake_scales])}
+    if weights.pix > 0:
+        terms["pix"] = pyramid_l1(r.real, out.image, cfg.loss.pixel_scales)
     for name, net in (("vgg", loss_nets.vgg), ("gaze", loss_nets.gaze)):
         if net.available and getattr(weights, name) > 0:
             terms[name] = net(r.real, out.image)

@@ -20,9 +20,9 @@ from thpad.models.losses import (
     LogitScale,
 )
 from thpad.models.memory_bank import MEMORY_BANK_PRESETS
-from thpad.models.talking_head import TALKING_HEAD_PRESETS, TalkingHead, talking_head_snapshot_config
+from thpad.models.talking_head import TalkingHead, talking_head_snapshot_config
 from thpad.models.vgg import VGG_PRESETS
-from thpad.pipelines.train.disentangle.config import DisentangleConfig
+from thpad.pipelines.train.disentangle.config import DisentangleConfig, talking_head_config
 from thpad.pipelines.train.harness import (
     learning_rate,
 )
@@ -35,7 +35,7 @@ def build_networks(cfg: DisentangleConfig,
                    stage_one: ContrastiveNet) -> tuple[TalkingHead, LogitScale, MultiscaleDiscriminator]:
     """The talking head (E_a, E_v from stage 1; E_id from ``identity_weights`` or random), L_cl's logit scale
     (stage 1's) and D, freshly initialised from the current torch seed."""
-    head = TalkingHead(TALKING_HEAD_PRESETS[cfg.model])
+    head = TalkingHead(talking_head_config(cfg))
     head.identity_encoder.load_pretrained(cfg.identity_weights)
     head.audio_encoder.load_state_dict(stage_one.audio_encoder.state_dict())
     head.visual_encoder.load_state_dict(stage_one.visual_encoder.state_dict())
@@ -135,13 +135,13 @@ def build_landmark_head(cfg: DisentangleConfig) -> nn.Linear | None:
     """L_lmk's head on f_nl, or None when L_lmk is off."""
     if cfg.loss.weights.lmk <= 0:
         return None
-    return landmark_head(TALKING_HEAD_PRESETS[cfg.model].nl_dim, cfg.loss.landmark_motion)
+    return landmark_head(talking_head_config(cfg).nl_dim, cfg.loss.landmark_motion)
 
 
 def network_configs(cfg: DisentangleConfig) -> dict[str, Any]:
     """The resolved config of every network the stage's presets name (part of the run key)."""
     f = cfg.feature_losses
-    return {"model": talking_head_snapshot_config(TALKING_HEAD_PRESETS[cfg.model]),
+    return {"model": talking_head_snapshot_config(talking_head_config(cfg)),
             "discriminator": to_dict(DISCRIMINATOR_PRESETS[cfg.discriminator]),
             "memory_bank": to_dict(MEMORY_BANK_PRESETS[cfg.memory_bank]),
             "vgg": to_dict(VGG_PRESETS[f.vgg]), "gaze": to_dict(GAZE_PRESETS[f.gaze])}

@@ -82,12 +82,13 @@ def make_config(shards: str, contrastive: str, root: Path, total_steps: int) -> 
     tracking = TrackingConfig(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "mlruns"),
                               experiment="test-train", pipeline_id="test-pipeline")
     return DisentangleConfig(
-        model="tiny", discriminator="tiny", memory_bank="tiny", identity_weights=None, train_visual_backbone=True,
+        model="tiny", renderer="warp", discriminator="tiny", memory_bank="tiny", identity_weights=None,
+        train_visual_backbone=True,
         train_audio_encoder=False, betas=(0.5, 0.999),
         lr_scale=LearningRateScales(identity=1.0, visual=0.5, audio=1.0, generator=1.0, discriminator=0.5),
         phase_two=PhaseTwoParams(start_samples=PHASE_TWO_AT, lr=5e-4, warmup_samples=0, decay_samples=8 * BATCH,
                                  min_lr_ratio=0.1),
-        loss=DisentangleLossParams(gan_kind="nonsaturating", weights=LossWeights(lmk=1.0),
+        loss=DisentangleLossParams(gan_kind="nonsaturating", weights=LossWeights(pix=1.0, lmk=1.0), pixel_scales=2,
                                    landmark_motion=LandmarkMotionParams(points=(17, 48), min_std=0.25,
                                                                          pretrain_samples=2 * BATCH, pretrain_lr=1e-3)),
         feature_losses=FeatureLossParams(vgg="tiny", vgg_weights=None, vgg_layer_weights=(1 / 32, 1 / 16, 1 / 8,

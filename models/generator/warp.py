@@ -1,0 +1,147 @@
+"""A warping renderer: the source photo's pixels moved by a dense flow, with an occlusion mask and a synthesised
+fill, all predicted from a motion code.
+
+The synthesis generator (``synthesis.py``) paints every pixel from a code, so a face it has not trained on comes
+out as the faces it has. This renderer keeps the photo's own pixels where they are visible and moves them. Its
+code ``motion`` says where the face is in the photo and where it should go (the talking head passes the photo's
+f_nl, the target's f_nl and the lip code f_l):
+
+    theta = I + Linear(motion)                       a global affine map (the head's rigid motion), 2x3
+    feats = U-Net encoder(source)                    (B, c_k, S/2^k, S/2^k) for k = 0..depth
+    x = StyledConv(cat(feats[depth], id_map), motion) at the coarsest scale, then per finer scale
+    x = StyledConv(cat(upsample(x), feats[k]), motion)
+    flow, occlusion at ``flow_level`` (a smooth, coarse field), upsampled to S
+    out = m * source(affine_grid(theta) + flow) + (1 - m) * tanh(rgb)          m = sigmoid(occlusion)
+
+The affine map starts at the identity, the flow at zero and the mask at mostly-warp, so an untrained renderer
+returns the photo itself (the copy-the-photo baseline) rather than noise. This is the dense motion + occlusion idea
+of FOMM, LIA and LivePortrait, driven by TH-PAD's codes instead of keypoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from thpad.models.generator.layers import NoiseMode, StyledConv
+from thpad.models.shapes import assert_shape
+
+
+@dataclass(frozen=True)
+class WarpRendererConfig:
+    """Widths of the warping renderer.
+
+    ``channels[k]`` is the width at ``image_size / 2^k``; the coarsest level must match the identity map's size,
+    whose ``map_channels`` join the bottleneck. ``flow_level`` is the level whose features predict the flow and the
+    mask (1: half resolution, upsampled bilinearly). ``mask_bias`` starts the mask at sigmoid(bias) of warped
+    pixels.
+    """
+
+    image_size: int = 224
+    channels: tuple[int, ...] = (32, 64, 128, 256, 512, 512)  # 224, 112, 56, 28, 14, 7
+    map_channels: int = 512
+    flow_level: int = 1
+    mask_bias: float = 3.0
+    kernel_size: int = 3
+
+    @property
+    def map_size(self) -> int:
+        """Side length of the coarsest level (E_id's map must have it)."""
+        return self.image_size // 2 ** (len(self.channels) - 1)
+
+    def __post_init__(self) -> None:
+        if self.image_size % 2 ** (len(self.channels) - 1) or not 0 <= self.flow_level < len(self.channels):
+            raise ValueError(f"image_size must halve {len(self.channels) - 1} times and flow_level index a level, "
+                             f"got {self}")
+
+
+WARP_PRESETS: dict[str, WarpRendererConfig] = {
+    "paper": WarpRendererConfig(),  # sized for the paper's 224 px and E_id's 512x7x7 map (not the paper's renderer)
+    "tiny": WarpRendererConfig(image_size=56, channels=(16, 32, 48, 64), map_channels=32),  # 56, 28, 14, 7
+}
+
+
+def down_block(in_ch: int, out_ch: int, stride: int) -> nn.Sequential:
+    """conv 3x3 (stride 1 or 2) + leaky ReLU + conv 3x3 + leaky ReLU."""
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, stride, 1), nn.LeakyReLU(0.2),
+                         nn.Conv2d(out_ch, out_ch, 3, 1, 1), nn.LeakyReLU(0.2))
+
+
+def zero_conv(in_ch: int, out_ch: int, bias: float = 0.0) -> nn.Conv2d:
+    """A 3x3 conv that starts at the constant ``bias`` (zero weights)."""
+    conv = nn.Conv2d(in_ch, out_ch, 3, 1, 1)
+    nn.init.zeros_(conv.weight)
+    nn.init.constant_(conv.bias, bias)
+    return conv
+
+
+IDENTITY_AFFINE = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # theta, row-major 2x3
+
+
+def warp_image(source: torch.Tensor, flow: torch.Tensor, theta: torch.Tensor | None = None) -> torch.Tensor:
+    """``source`` (B, C, S, S) sampled at the affine map ``theta`` (B, 2, 3; the identity when None) of each output
+    pixel plus ``flow`` (B, 2, S, S), in grid_sample's [-1, 1] (x, y) coordinates; bilinear, edges repeated."""
+    B, C, S, _ = source.shape
+    if theta is None:
+        theta = source.new_tensor(IDENTITY_AFFINE).view(1, 2, 3).expand(B, 2, 3)
+    grid = F.affine_grid(theta, [B, C, S, S], align_corners=False) + flow.permute(0, 2, 3, 1)  # (B, S, S, 2)
+    return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class WarpRenderer(nn.Module):
+    """Source photo, identity map and motion code -> image in [-1, 1] (see the module docstring)."""
+
+    def __init__(self, cfg: WarpRendererConfig, style_dim: int) -> None:
+        super().__init__()
+        self.cfg, self.style_dim = cfg, style_dim
+        ch, k = cfg.channels, cfg.kernel_size
+        self.affine = nn.Linear(style_dim, 6)  # theta - I
+        nn.init.zeros_(self.affine.weight)
+        nn.init.zeros_(self.affine.bias)
+        self.encoder = nn.ModuleList(down_block(3 if i == 0 else ch[i - 1], c, 1 if i == 0 else 2)
+                                     for i, c in enumerate(ch))
+        self.bottleneck = StyledConv(ch[-1] + cfg.map_channels, ch[-1], k, style_dim)
+        self.decoder = nn.ModuleList(StyledConv(ch[i + 1] + ch[i], ch[i], k, style_dim)
+                                     for i in reversed(range(len(ch) - 1)))
+        self.motion = zero_conv(ch[cfg.flow_level], 3)  # flow (2) and occlusion logit (1)
+        with torch.no_grad():
+            self.motion.bias[2] = cfg.mask_bias
+        self.fill = nn.Conv2d(ch[0], 3, 3, 1, 1)
+
+    def forward(self, source: torch.Tensor, id_map: torch.Tensor, style: torch.Tensor,
+                noise_mode: NoiseMode = "random") -> torch.Tensor:
+        """Render.
+
+        Args:
+            source: (B, 3, S, S) the identity frame in [-1, 1].
+            id_map: (B, map_channels, s, s) E_id's map at the coarsest level.
+            style: (B, style_dim) the motion code.
+            noise_mode: noise of the styled convs, "random" or "none".
+        Returns:
+            (B, 3, S, S) images in [-1, 1].
+        """
+        cfg, B = self.cfg, style.shape[0]
+        S, s = cfg.image_size, cfg.map_size
+        assert_shape(source, (B, 3, S, S), "source")
+        assert_shape(id_map, (B, cfg.map_channels, s, s), "id_map")
+        assert_shape(style, (B, self.style_dim), "style")
+        feats, x = [], source
+        for block in self.encoder:
+            x = block(x)  # (B, c_k, S/2^k, S/2^k)
+            feats.append(x)
+        x = self.bottleneck(torch.cat([feats[-1], id_map], dim=1), style, noise_mode)  # (B, c_last, s, s)
+        motion = self.motion(x) if cfg.flow_level == len(feats) - 1 else None  # (B, 3, s, s)
+        for level, conv in zip(reversed(range(len(feats) - 1)), self.decoder, strict=True):
+            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+            x = conv(torch.cat([x, feats[level]], dim=1), style, noise_mode)  # (B, c_level, S/2^level, ...)
+            if level == cfg.flow_level:
+                motion = self.motion(x)  # (B, 3, S/2^level, S/2^level)
+        assert motion is not None
+        motion = F.interpolate(motion, size=(S, S), mode="bilinear", align_corners=False)  # (B, 3, S, S)
+        mask = torch.sigmoid(motion[:, 2:])  # (B, 1, S, S): 1 = the warped photo
+        theta = self.affine(style).view(B, 2, 3) + style.new_tensor(IDENTITY_AFFINE).view(1, 2, 3)  # (B, 2, 3)
+        warped = warp_image(source, motion[:, :2], theta)  # (B, 3, S, S)
+        return mask * warped + (1 - mask) * torch.tanh(self.fill(x))  # (B, 3, S, S)

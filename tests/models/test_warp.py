@@ -1,0 +1,80 @@
+"""The warping renderer: an untrained one returns the photo, its flow moves pixels, the codes reach the image."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from thpad.models.generator.warp import WARP_PRESETS, WarpRenderer, WarpRendererConfig, warp_image
+from thpad.models.talking_head import TALKING_HEAD_PRESETS, TalkingHead
+
+
+def _photo(batch: int = 2, size: int = 56) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(batch, 3, size, size, generator=g) * 2 - 1  # (B, 3, S, S)
+
+
+def test_zero_flow_samples_the_source_exactly() -> None:
+    photo = _photo()
+    torch.testing.assert_close(warp_image(photo, torch.zeros(2, 2, 56, 56)), photo, atol=1e-4, rtol=0)
+
+
+def test_a_flow_of_one_pixel_shifts_the_image_by_one_pixel() -> None:
+    photo = _photo()
+    flow = torch.zeros(2, 2, 56, 56)
+    flow[:, 0] = 2.0 / 56  # one pixel in grid_sample's [-1, 1] x coordinates: output x reads source x + 1
+    shifted = warp_image(photo, flow)
+    torch.testing.assert_close(shifted[..., :-1], photo[..., 1:], atol=1e-4, rtol=0)
+    torch.testing.assert_close(shifted[..., -1], photo[..., -1], atol=1e-4, rtol=0)  # the border repeats
+
+
+def test_an_untrained_renderer_is_mostly_the_photo() -> None:
+    torch.manual_seed(0)
+    cfg = WARP_PRESETS["tiny"]
+    renderer = WarpRenderer(cfg, style_dim=10).eval()
+    photo = _photo()
+    with torch.no_grad():
+        out = renderer(photo, torch.randn(2, cfg.map_channels, 7, 7), torch.randn(2, 10), noise_mode="none")
+    mask = torch.sigmoid(torch.tensor(cfg.mask_bias))
+    assert out.shape == photo.shape and out.abs().max() <= 1.0
+    # out = m * photo + (1 - m) * fill with |fill| <= 1: the photo dominates
+    assert float((out - mask * photo).abs().max()) <= float(1 - mask) + 1e-6
+
+
+def test_flow_level_may_be_any_level() -> None:
+    torch.manual_seed(0)
+    for level in range(4):
+        cfg = dataclasses.replace(WARP_PRESETS["tiny"], flow_level=level)
+        out = WarpRenderer(cfg, style_dim=6)(_photo(1), torch.randn(1, 32, 7, 7), torch.randn(1, 6))
+        assert out.shape == (1, 3, 56, 56)
+
+
+def test_bad_sizes_are_refused() -> None:
+    with pytest.raises(ValueError, match="halve"):
+        WarpRendererConfig(image_size=50, channels=(8, 8, 8))
+    with pytest.raises(ValueError, match="warp.image_size"):
+        dataclasses.replace(TALKING_HEAD_PRESETS["tiny"], renderer="warp", warp=WARP_PRESETS["paper"])
+
+
+def test_the_codes_reach_the_warped_image_through_the_talking_head() -> None:
+    torch.manual_seed(0)
+    head = TalkingHead(dataclasses.replace(TALKING_HEAD_PRESETS["tiny"], renderer="warp"))
+    torch.nn.init.normal_(head.generator.motion.weight, std=0.05)  # a trained flow head is not zero
+    g = torch.Generator().manual_seed(0)
+    identity = torch.rand(2, 2, 3, 56, 56, generator=g) * 2 - 1  # (B, K, 3, S, S): the first frame is warped
+    out = head(identity, torch.rand(2, 3, 56, 56, generator=g) * 2 - 1, torch.rand(2, 1, 80, 20, generator=g))
+    assert out.image.shape == (2, 3, 56, 56)
+    out.image.mean().backward()
+    for part in (head.identity_encoder, head.visual_encoder, head.mlp_a2l, head.generator):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
+    with torch.no_grad():
+        other = head.synthesize(identity, out.f_id, out.id_map, out.f_nl.roll(1, 0), out.f_l, noise_mode="none")
+        own = head.synthesize(identity, out.f_id, out.id_map, out.f_nl, out.f_l, noise_mode="none")
+    assert float((other - own).abs().mean()) > 1e-4  # f_nl moves the pixels
+
+
+def test_the_paper_preset_keeps_the_synthesis_generator() -> None:
+    assert TALKING_HEAD_PRESETS["paper"].renderer == "synthesis"
+    assert TALKING_HEAD_PRESETS["tiny"].renderer == "synthesis"  # the stage's ``renderer`` param chooses
