@@ -238,6 +238,7 @@ class IdentityProbe:
         self.encoder, self.clips, self.per_clip = encoder, clips, per_clip
         self.distances: list[np.ndarray] = []  # per clip (F,) distances of the found frames
         self.counts = np.zeros(3)  # frames, found, same person
+        self.split_counts: dict[str, np.ndarray] = {}  # split -> frames, found, same person
 
     def observe(self, i: int, frames: np.ndarray) -> None:
         n = len(frames)
@@ -247,13 +248,17 @@ class IdentityProbe:
         if not source_found[0]:
             found = np.zeros_like(found)  # no face in the source photo: nothing can be compared
         found_metrics = identity_metrics(source[0], descs, found)
-        self.counts += [len(idx), found.sum(), round(found_metrics["same_person_share"] * len(idx))]
+        counts = np.array([len(idx), found.sum(), round(found_metrics["same_person_share"] * len(idx))])
+        self.counts += counts
+        split = self.clips[i].split
+        self.split_counts[split] = self.split_counts.get(split, np.zeros(3)) + counts
         self.distances.append(np.linalg.norm(descs[found] - source[0], axis=1))
 
     def result(self) -> dict[str, float | str | int]:
         """{"same_person_share": frames under dlib's 0.6 over all probed frames (no face: a failure),
         "dlib_distance": the mean distance over the frames with a face (unavailable without any),
-        "face_found_share", "frames"}."""
+        "face_found_share", "frames", "by_split": {split: {"same_person_share", "frames"}}} (the test split's
+        portraits were never trained on)."""
         frames, found, same = self.counts
         pooled = np.concatenate(self.distances) if self.distances else np.zeros(0)
         if not frames:
@@ -261,8 +266,10 @@ class IdentityProbe:
                                                                      "face_found_share")} | {"frames": 0}
         distance = clean(pooled.mean()) if pooled.size else unavailable(
             "dlib found no face in any probed frame (same_person_share counts them as failures)")
+        by_split = {split: {"same_person_share": clean(c[2] / c[0]), "frames": int(c[0])}
+                    for split, c in sorted(self.split_counts.items()) if c[0]}
         return {"same_person_share": clean(same / frames), "dlib_distance": distance,
-                "face_found_share": clean(found / frames), "frames": int(frames)}
+                "face_found_share": clean(found / frames), "frames": int(frames), "by_split": by_split}
 
 
 def real_reference(real: Sequence[MeasuredClip], env: Sequence[np.ndarray], status: Mapping[str, Mapping],

@@ -63,6 +63,9 @@ def test_a_random_generator_loses_the_face_and_is_scored_so(evaluated) -> None:
     _, metrics, _ = evaluated
     assert metrics["identity"]["face_found_share"] == 0.0  # noise has no face: every probed frame a failure
     assert metrics["identity"]["same_person_share"] == 0.0
+    by_split = metrics["identity"]["by_split"]
+    assert set(by_split) == {"test", "val"} and all(v["same_person_share"] == 0.0 for v in by_split.values())
+    assert sum(v["frames"] for v in by_split.values()) == metrics["identity"]["frames"]
     assert metrics["reconstruction"]["l1"] > metrics["reconstruction"]["copy_photo"]["l1"]
 
 
