@@ -6,9 +6,9 @@
   of the photo and of the target (no lip code), as in the stage but on clean frames, without the GAN, L_lmk or
   pretraining, E_v at half the learning rate; the f_nl probe r of yaw, pitch and roll is printed with the L1.
 
-Both train on L_pix alone (``--scales`` levels) with batch ``--batch``, an identity frame at least 25 frames from
-the target as in the stage, and print the L1 on fixed random val pairs every ``--every`` updates. Usage (after
-``make run``): ``.venv/bin/python -m scripts.warp_oracle --code truth --steps 1200``.
+Both train on L_pix alone (``--scales`` levels) with batch ``--batch``, the stage's gradient clip and an identity
+frame at least 25 frames from the target as in the stage, and print the L1 on fixed random val pairs every
+``--every`` updates. Usage (after ``make run``): ``.venv/bin/python -m scripts.warp_oracle --code truth``.
 """
 
 from __future__ import annotations
@@ -132,6 +132,7 @@ def run(args: argparse.Namespace) -> None:
         loss = pyramid_l1(target, net(photo, target, t_src, t_tgt), args.scales)
         opt.zero_grad()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), args.grad_clip)
         opt.step()
         if step % args.every == 0 or step == args.steps:
             net.eval()
@@ -159,6 +160,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--scales", type=int, default=3, help="L_pix's pyramid levels")
+    parser.add_argument("--grad-clip", type=float, default=10.0, help="gradient norm clip (the stage's: 10)")
     parser.add_argument("--seed", type=int, default=0)
     try:
         run(parser.parse_args())

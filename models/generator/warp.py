@@ -6,11 +6,11 @@ out as the faces it has. This renderer keeps the photo's own pixels where they a
 code ``motion`` says where the face is in the photo and where it should go (the talking head passes the photo's
 f_nl, the target's f_nl and the lip code f_l):
 
-    theta = I + Linear(motion)                       a global affine map (the head's rigid motion), 2x3
+    theta = I + a tanh(Linear(motion))               a global affine map (the head's rigid motion), 2x3, a = max_affine
     feats = U-Net encoder(source)                    (B, c_k, S/2^k, S/2^k) for k = 0..depth
     x = StyledConv(cat(feats[depth], id_map), motion) at the coarsest scale, then per finer scale
     x = StyledConv(cat(upsample(x), feats[k]), motion)
-    flow, occlusion at ``flow_level`` (a smooth, coarse field), upsampled to S
+    flow (bounded by max_flow), occlusion at ``flow_level`` (a smooth, coarse field), upsampled to S
     out = m * source(affine_grid(theta) + flow) + (1 - m) * tanh(rgb)          m = sigmoid(occlusion)
 
 The affine map starts at the identity, the flow at zero and the mask at mostly-warp, so an untrained renderer
@@ -37,7 +37,9 @@ class WarpRendererConfig:
     ``channels[k]`` is the width at ``image_size / 2^k``; the coarsest level must match the identity map's size,
     whose ``map_channels`` join the bottleneck. ``flow_level`` is the level whose features predict the flow and the
     mask (1: half resolution, upsampled bilinearly). ``mask_bias`` starts the mask at sigmoid(bias) of warped
-    pixels.
+    pixels. ``max_affine`` bounds each entry of theta - I and ``max_flow`` each flow component (tanh, in [-1, 1]
+    image coordinates): a map that samples wholly outside the photo gets no gradient back (the border repeats), and
+    unbounded heads were seen to jump there and stay.
     """
 
     image_size: int = 224
@@ -45,6 +47,8 @@ class WarpRendererConfig:
     map_channels: int = 512
     flow_level: int = 1
     mask_bias: float = 3.0
+    max_affine: float = 0.5
+    max_flow: float = 0.25
     kernel_size: int = 3
 
     @property
@@ -56,6 +60,8 @@ class WarpRendererConfig:
         if self.image_size % 2 ** (len(self.channels) - 1) or not 0 <= self.flow_level < len(self.channels):
             raise ValueError(f"image_size must halve {len(self.channels) - 1} times and flow_level index a level, "
                              f"got {self}")
+        if self.max_affine <= 0 or self.max_flow <= 0:
+            raise ValueError(f"max_affine and max_flow must be > 0, got {self}")
 
 
 WARP_PRESETS: dict[str, WarpRendererConfig] = {
@@ -142,6 +148,7 @@ class WarpRenderer(nn.Module):
         assert motion is not None
         motion = F.interpolate(motion, size=(S, S), mode="bilinear", align_corners=False)  # (B, 3, S, S)
         mask = torch.sigmoid(motion[:, 2:])  # (B, 1, S, S): 1 = the warped photo
-        theta = self.affine(style).view(B, 2, 3) + style.new_tensor(IDENTITY_AFFINE).view(1, 2, 3)  # (B, 2, 3)
-        warped = warp_image(source, motion[:, :2], theta)  # (B, 3, S, S)
+        offset = cfg.max_affine * torch.tanh(self.affine(style)).view(B, 2, 3)  # (B, 2, 3)
+        theta = offset + style.new_tensor(IDENTITY_AFFINE).view(1, 2, 3)  # (B, 2, 3)
+        warped = warp_image(source, cfg.max_flow * torch.tanh(motion[:, :2]), theta)  # (B, 3, S, S)
         return mask * warped + (1 - mask) * torch.tanh(self.fill(x))  # (B, 3, S, S)

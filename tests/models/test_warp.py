@@ -43,6 +43,22 @@ def test_an_untrained_renderer_is_mostly_the_photo() -> None:
     assert float((out - mask * photo).abs().max()) <= float(1 - mask) + 1e-6
 
 
+def test_the_affine_map_and_the_flow_are_bounded() -> None:
+    torch.manual_seed(0)
+    cfg = WARP_PRESETS["tiny"]
+    renderer = WarpRenderer(cfg, style_dim=4).eval()
+    with torch.no_grad():  # heads driven far past any sensible motion, the mask all photo
+        renderer.affine.bias.fill_(1e3)
+        renderer.motion.bias.copy_(torch.tensor([1e3, 1e3, 1e3]))
+        out = renderer(_photo(), torch.zeros(2, 32, 7, 7), torch.zeros(2, 4), noise_mode="none")
+    theta = torch.tensor([[1 + cfg.max_affine, cfg.max_affine, cfg.max_affine],
+                          [cfg.max_affine, 1 + cfg.max_affine, cfg.max_affine]]).expand(2, 2, 3)
+    expected = warp_image(_photo(), torch.full((2, 2, 56, 56), cfg.max_flow), theta)
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="max_flow"):
+        dataclasses.replace(cfg, max_flow=0.0)
+
+
 def test_flow_level_may_be_any_level() -> None:
     torch.manual_seed(0)
     for level in range(4):

@@ -24,7 +24,7 @@ def test_pairs_come_from_one_clip_far_enough_apart(shards: str) -> None:
 
 def test_a_short_run_reports_the_val_l1(shards: str, capsys: pytest.CaptureFixture[str]) -> None:
     args = argparse.Namespace(code="truth", shards=shards, contrastive="", steps=2, every=1, batch=2, lr=2e-3,
-                              scales=2, seed=0)
+                              scales=2, seed=0, grad_clip=10.0)
     run(args)
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == ["1", "2"]
