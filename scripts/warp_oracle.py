@@ -36,10 +36,14 @@ Clip = tuple[torch.Tensor, np.ndarray]  # frames (T, 3, S, S) in [-1, 1], truth 
 
 
 def load_split(shards: str, split: str) -> list[Clip]:
-    """Every clip of ``split`` with its truth columns ``FACTORS`` (those the corpus has)."""
+    """Every clip of ``split`` with its truth columns ``FACTORS`` (the sample corpus has them all)."""
     out = []
     for frames, motion in clips(shards, split, Storage(), SIZE):
-        truth = np.stack([motion[k] for k in FACTORS if k in motion], axis=1).astype(np.float32)  # (T, F)
+        missing = [k for k in FACTORS if k not in motion]
+        if missing:
+            raise ValueError(f"{shards}: a {split} clip has no true {missing[0]!r} (the oracle needs the sample "
+                             "corpus)")
+        truth = np.stack([motion[k] for k in FACTORS], axis=1).astype(np.float32)  # (T, F)
         out.append((torch.from_numpy(frames.reshape(-1, 3, SIZE, SIZE)).float(), truth))
     return out
 
@@ -93,7 +97,7 @@ class EncodedRenderer(torch.nn.Module):
         return self.head.synthesize(photo, f_id, id_map, f_nl, lip, noise)  # (B, 3, S, S)
 
     @torch.no_grad()
-    def probe(self, val: list[Clip], names: tuple[str, ...]) -> list[float]:
+    def probe(self, val: list[Clip]) -> list[float]:
         """Per-clip-centred probe r of f_nl for each of ``POSE`` on 60 frames of every val clip."""
         feats, truths, groups = [], [], []
         for i, (frames, truth) in enumerate(val):
@@ -102,7 +106,7 @@ class EncodedRenderer(torch.nn.Module):
             truths.append(truth[idx])
             groups.append(np.full(len(idx), i))
         truth = np.concatenate(truths)
-        cols = {k: truth[:, names.index(k)] for k in POSE}
+        cols = {k: truth[:, FACTORS.index(k)] for k in POSE}
         pred, true = probe_predictions(np.concatenate(feats), cols, np.concatenate(groups), 2, 0.1,
                                        within_groups=True)
         return [pearson(pred[:, j], true[:, j]) for j in range(len(POSE))]
@@ -112,7 +116,6 @@ def run(args: argparse.Namespace) -> None:
     """Train and report (see the module docstring)."""
     torch.manual_seed(args.seed)
     train, val = load_split(args.shards, "train"), load_split(args.shards, "val")
-    names = tuple(k for k in FACTORS if k in clips_factors(args.shards))
     if args.code == "truth":
         truth = torch.from_numpy(np.concatenate([t for _, t in train]))  # (N, F)
         net: TruthRenderer | EncodedRenderer = TruthRenderer(truth.mean(0), truth.std(0) + 1e-6)
@@ -139,15 +142,9 @@ def run(args: argparse.Namespace) -> None:
             with torch.no_grad():
                 l1 = float(np.mean([float((net(*pair, noise="none") - pair[1]).abs().mean()) for pair in val_pairs]))
             extra = "" if args.code == "truth" else "  probe yaw/pitch/roll " + " / ".join(
-                f"{r:.2f}" for r in net.probe(val, names))
+                f"{r:.2f}" for r in net.probe(val))
             net.train()
             print(f"{step:>6} updates  val L1 {l1:.4f}{extra}  ({time.perf_counter() - start:.0f} s)", flush=True)
-
-
-def clips_factors(shards: str) -> tuple[str, ...]:
-    """The truth factors of the first val clip (the sample corpus has them all)."""
-    _, motion = next(iter(clips(shards, "val", Storage(), SIZE)))
-    return tuple(motion)
 
 
 def main() -> None:

@@ -237,7 +237,6 @@ class IdentityProbe:
     def __init__(self, encoder: IdentityEncoder, clips: Sequence[EvalClip], per_clip: int) -> None:
         self.encoder, self.clips, self.per_clip = encoder, clips, per_clip
         self.distances: list[np.ndarray] = []  # per clip (F,) distances of the found frames
-        self.counts = np.zeros(3)  # frames, found, same person
         self.split_counts: dict[str, np.ndarray] = {}  # split -> frames, found, same person
 
     def observe(self, i: int, frames: np.ndarray) -> None:
@@ -249,7 +248,6 @@ class IdentityProbe:
             found = np.zeros_like(found)  # no face in the source photo: nothing can be compared
         found_metrics = identity_metrics(source[0], descs, found)
         counts = np.array([len(idx), found.sum(), round(found_metrics["same_person_share"] * len(idx))])
-        self.counts += counts
         split = self.clips[i].split
         self.split_counts[split] = self.split_counts.get(split, np.zeros(3)) + counts
         self.distances.append(np.linalg.norm(descs[found] - source[0], axis=1))
@@ -259,7 +257,7 @@ class IdentityProbe:
         "dlib_distance": the mean distance over the frames with a face (unavailable without any),
         "face_found_share", "frames", "by_split": {split: {"same_person_share", "frames"}}} (the test split's
         portraits were never trained on)."""
-        frames, found, same = self.counts
+        frames, found, same = sum(self.split_counts.values(), np.zeros(3))
         pooled = np.concatenate(self.distances) if self.distances else np.zeros(0)
         if not frames:
             return {k: unavailable("no frame was probed") for k in ("same_person_share", "dlib_distance",

@@ -29,8 +29,9 @@ def reconstruct(ema: TalkingHead, identity: torch.Tensor, real: torch.Tensor,
     """
     f_id, id_map = ema.encode_identity(identity)  # (R, id_dim), (R, C, 7, 7)
     f_nl, (_, f_l) = ema.visual_encoder(real).f_nl, ema.encode_audio(mels)  # (R, 42), (R, lip)
-    own = ema.synthesize(identity, f_id, id_map, f_nl, f_l, noise_mode="none")
-    swapped = ema.synthesize(identity, f_id, id_map, f_nl.roll(1, dims=0), f_l, noise_mode="none")
+    photo_nl = ema.visual_encoder(identity[:, 0]).f_nl if ema.cfg.renderer == "warp" else None  # (R, 42): once
+    own = ema.synthesize(identity, f_id, id_map, f_nl, f_l, noise_mode="none", source_nl=photo_nl)
+    swapped = ema.synthesize(identity, f_id, id_map, f_nl.roll(1, dims=0), f_l, noise_mode="none", source_nl=photo_nl)
     return own, swapped
 
 
