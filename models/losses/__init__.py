@@ -8,7 +8,14 @@ Losses take tensors and feature lists, never networks, so each is testable on it
 from thpad.models.losses.contrastive import LogitScale, info_nce_loss, orthogonality_loss
 from thpad.models.losses.gan import GanKind, adversarial_d_loss, adversarial_g_loss, feature_matching_loss
 from thpad.models.losses.motion import masked_mse, velocity_loss
-from thpad.models.losses.reconstruction import VGG_LAYER_WEIGHTS, GazeDistance, gaze_loss, perceptual_loss, pyramid_l1
+from thpad.models.losses.reconstruction import (
+    VGG_LAYER_WEIGHTS,
+    GazeDistance,
+    box_l1,
+    gaze_loss,
+    perceptual_loss,
+    pyramid_l1,
+)
 from thpad.models.losses.weights import LOSS_PRESETS, LossConfig, LossWeights, weighted_total
 
 __all__ = [
@@ -21,6 +28,7 @@ __all__ = [
     "LossWeights",
     "adversarial_d_loss",
     "adversarial_g_loss",
+    "box_l1",
     "feature_matching_loss",
     "gaze_loss",
     "info_nce_loss",

@@ -27,6 +27,7 @@ class LossWeights:
     gaze: float = 1.0  # L_gaze
     cl: float = 1.0  # L_cl with memory-bank negatives, when trained in this stage
     pix: float = 0.0  # L_pix, pixel L1 over an image pyramid (ours, not the paper's: needs no weights file)
+    mouth: float = 0.0  # L_mouth, pixel L1 in the mouth's box (ours, not the paper's: a few percent of the frame)
     lmk: float = 0.0  # L_lmk, f_nl's landmark-motion head (ours, not the paper's: pipelines/train/landmark_motion.py)
 
 

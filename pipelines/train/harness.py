@@ -283,14 +283,16 @@ def step_with_averaged_gradients(optimizer: torch.optim.Optimizer, world_size: i
     return float(norm)
 
 
-def pretrain(parameters: list[nn.Parameter], loss_of: Callable[[dict[str, Any]], torch.Tensor],
+def pretrain(parameters: list[nn.Parameter] | list[dict[str, Any]], loss_of: Callable[[dict[str, Any]], torch.Tensor],
              batches: Iterator[tuple[int, int, dict[str, Any]]], updates: int, lr: float, world_size: int,
-             grad_clip: float, tracker: StageRun, key: str) -> None:
-    """A short supervised pretraining before a stage's own loop (E_v on landmark motion in stages 1 and 2):
-    ``updates`` steps of Adam (torch's default betas) at ``lr`` on ``loss_of(batch)``, gradients averaged over
-    the ranks. Draws from the stage's ``batches``, so the data position its checkpoints record includes them.
-    Logs the loss's mean as ``key`` every 10 updates and at the last (``tracker``: rank 0's stage run)."""
-    optimizer, meter = torch.optim.Adam(parameters, lr=lr), Meter()
+             grad_clip: float, tracker: StageRun, key: str, betas: tuple[float, float] = (0.9, 0.999)) -> None:
+    """A short supervised pretraining before a stage's own loop (E_v on landmark motion in stages 1 and 2,
+    reconstruction without the GAN in stage 2): ``updates`` steps of Adam with ``betas`` (torch's default) at
+    ``lr`` on ``loss_of(batch)``, gradients averaged over the ranks. ``parameters`` may be Adam's parameter groups,
+    each with its own ``lr``. Draws from the stage's ``batches``, so the data position its checkpoints record
+    includes them. Logs the loss's mean as ``key`` every 10 updates and at the last (``tracker``: rank 0's stage
+    run)."""
+    optimizer, meter = torch.optim.Adam(parameters, lr=lr, betas=betas), Meter()
     for update in range(1, updates + 1):
         loss = loss_of(next(batches)[2])
         loss.backward()

@@ -17,6 +17,7 @@ from thpad.models.losses import (
     LossWeights,
     adversarial_d_loss,
     adversarial_g_loss,
+    box_l1,
     feature_matching_loss,
     gaze_loss,
     info_nce_loss,
@@ -177,3 +178,19 @@ def test_pyramid_l1_is_the_pixel_l1_at_one_scale_and_averages_the_levels() -> No
     assert fake.grad is not None and fake.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="scales"):
         pyramid_l1(real, fake, 0)
+
+
+def test_box_l1_is_the_pixel_l1_inside_each_box_only() -> None:
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g)
+    boxes = torch.tensor([[2.0, 1.0, 5.0, 3.0], [0.0, 0.0, 8.0, 8.0]])  # pixel centres x 2.5-4.5, y 1.5-2.5; all
+    inside = torch.cat([(real[0, :, 1:3, 2:5] - fake[0, :, 1:3, 2:5]).abs().flatten(),
+                        (real[1] - fake[1]).abs().flatten()])
+    torch.testing.assert_close(box_l1(real, fake, boxes), inside.mean())
+    fake.requires_grad_(True)
+    box_l1(real, fake, boxes[:1].repeat(2, 1)).backward()
+    assert fake.grad is not None
+    assert fake.grad[:, :, 1:3, 2:5].abs().min() > 0 and fake.grad[:, :, 3:].abs().sum() == 0
+    assert float(box_l1(real, fake, torch.full((2, 4), -1.0))) == 0.0  # empty boxes: nothing to compare
+    with pytest.raises(ValueError, match="boxes"):
+        box_l1(real, fake, boxes[:1])

@@ -73,16 +73,36 @@ class DisentangleLossParams:
     ``weights.lmk`` for L_lmk, whose targets ``landmark_motion`` describes (pipelines/train/landmark_motion.py), and
     ``weights.pix`` for L_pix, the pixel L1 over ``pixel_scales`` levels of an image pyramid (ours: without a VGG
     weights file the GAN and D's feature matching are the only image losses left, and a small generator learns
-    slowly under them)."""
+    slowly under them), and ``weights.mouth`` for L_mouth, the pixel L1 inside the driving frame's lip box widened
+    by ``mouth_pad`` of its size on each side (ours: the mouth is a few percent of a frame's pixels)."""
 
     gan_kind: GanKind
     weights: LossWeights
     pixel_scales: int
     landmark_motion: LandmarkMotionParams
+    mouth_pad: float = 0.25
 
     def __post_init__(self) -> None:
         if self.pixel_scales < 1:
             raise ValueError(f"loss.pixel_scales must be >= 1, got {self.pixel_scales}")
+        if self.mouth_pad < 0:
+            raise ValueError(f"loss.mouth_pad must be >= 0, got {self.mouth_pad}")
+
+
+@dataclass(frozen=True)
+class PixelPretrainParams:
+    """Reconstruction without the GAN before it starts (ours): on a fresh start, after E_v's L_lmk pretraining,
+    E_id, E_v's phase-one parts, MLP_a2l and the renderer train for ``samples`` samples on the stage's L_pix,
+    L_mouth and L_lmk (their weights in ``loss.weights``) under Adam at ``lr`` times each group's ``lr_scale``.
+    Not on the stage's sample clock; 0 samples: none. Through a warping renderer the pixel loss teaches E_v pose
+    faster than the GAN's mix of terms does (docs/render-quality.md)."""
+
+    samples: int = 0
+    lr: float = 0.002
+
+    def __post_init__(self) -> None:
+        if self.samples < 0 or self.lr < 0:
+            raise ValueError(f"pixel_pretrain needs samples >= 0 and lr >= 0, got {self}")
 
 
 @dataclass(frozen=True)
@@ -171,6 +191,7 @@ class DisentangleConfig:
     lr_scale: LearningRateScales
     phase_two: PhaseTwoParams
     loss: DisentangleLossParams
+    pixel_pretrain: PixelPretrainParams
     feature_losses: FeatureLossParams
     augment: AugmentConfig
     data: DisentangleDataParams

@@ -34,6 +34,9 @@ def frame_sampling(cfg: DisentangleConfig) -> FrameSamplingConfig:
         closure=motion.closure, closure_min_std=motion.closure_min_std)
 
 
+MOUTH_POINTS = (48, 68)  # iBUG's lip points, outer and inner
+
+
 class Round(NamedTuple):
     """One accumulation round's inputs, on the device."""
 
@@ -42,15 +45,29 @@ class Round(NamedTuple):
     identity: torch.Tensor  # (b, K, 3, S, S)
     mel: torch.Tensor  # (b, 1, n_mels, n_frames)
     landmark_motion: torch.Tensor | None  # (b, D) L_lmk's targets, None when L_lmk is off
+    mouth_box: torch.Tensor  # (b, 4) x0, y0, x1, y1 of the driving frame's mouth, L_mouth's region
 
 
-def make_round(batch: Mapping[str, Any], cfg: DisentangleConfig, device: torch.device) -> Round:
-    """Move a reader batch to the device, augmenting the driving frames (on the CPU, torch's RNG)."""
+def mouth_boxes(landmarks: torch.Tensor, pad: float) -> torch.Tensor:
+    """The box around each frame's lip points (iBUG 48-67), widened by ``pad`` times its size on every side:
+    (b, 68, 2) landmarks in pixels -> (b, 4) x0, y0, x1, y1."""
+    lips = landmarks[:, MOUTH_POINTS[0]:MOUTH_POINTS[1]].float()  # (b, 20, 2)
+    low, high = lips.amin(dim=1), lips.amax(dim=1)  # (b, 2) each
+    margin = (high - low) * pad  # (b, 2)
+    return torch.cat([low - margin, high + margin], dim=1)  # (b, 4)
+
+
+def make_round(batch: Mapping[str, Any], cfg: DisentangleConfig, device: torch.device,
+               augment: bool = True) -> Round:
+    """Move a reader batch to the device, augmenting the driving frames (on the CPU, torch's RNG) unless
+    ``augment`` is false (then ``driving`` is ``real``)."""
     real = batch["image"]  # (b, 3, S, S)
     motion = batch.get("landmark_motion")  # (b, D) or None
-    return Round(real.to(device), augment_frames(real, cfg.augment).to(device),
+    driving = augment_frames(real, cfg.augment) if augment else real  # (b, 3, S, S)
+    return Round(real.to(device), driving.to(device),
                  batch["identity_images"].to(device), batch["mel"][:, None].to(device),
-                 None if motion is None else motion.to(device))
+                 None if motion is None else motion.to(device),
+                 mouth_boxes(batch["landmarks"], cfg.loss.mouth_pad).to(device))
 
 
 class ValSet(NamedTuple):

@@ -54,7 +54,12 @@ from thpad.models.talking_head import talking_head_snapshot_config
 from thpad.pipelines.train.disentangle.config import DisentangleConfig, talking_head_config
 from thpad.pipelines.train.disentangle.data import frame_sampling, load_val_set, make_round
 from thpad.pipelines.train.disentangle.inputs import check_inputs, read_contrastive
-from thpad.pipelines.train.disentangle.losses import discriminator_loss, generator_terms, pretrain_visual
+from thpad.pipelines.train.disentangle.losses import (
+    discriminator_loss,
+    generator_terms,
+    pretrain_pixels,
+    pretrain_visual,
+)
 from thpad.pipelines.train.disentangle.networks import (
     PHASE_TWO,
     LossNets,
@@ -175,8 +180,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if fresh_start and landmark is not None and cfg.loss.landmark_motion.pretrain_samples > 0:
         log.info("Pretraining E_v on L_lmk for %d samples...", cfg.loss.landmark_motion.pretrain_samples)
         pretrain_visual(head, landmark, batches, cfg, device, world_size, tracker)
-        ema_update(ema, head, 0.0)  # the EMA starts from the pretrained encoders
+    if fresh_start and cfg.pixel_pretrain.samples > 0:
+        log.info("Pretraining on reconstruction without the GAN for %d samples...", cfg.pixel_pretrain.samples)
+        pretrain_pixels(head, logit_scale, landmark, batches, cfg, device, world_size, tracker)
     if fresh_start:
+        ema_update(ema, head, 0.0)  # the EMA starts from the pretrained networks
         start = validate(ema, val, cfg)[0]  # the starting point of the validation curves
         tracker.log_metrics(start, 0)
         history.add(VAL, 0, 0, start)

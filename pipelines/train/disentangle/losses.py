@@ -1,4 +1,5 @@
-"""Stage 2's loss terms: D's step, G's terms (TH-PAD supplement Eq. I-IV), and E_v's pretraining on L_lmk alone.
+"""Stage 2's loss terms: D's step, G's terms (TH-PAD supplement Eq. I-IV), E_v's pretraining on L_lmk alone, and
+the pretraining on reconstruction without the GAN.
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ from thpad.models.losses import (
     LogitScale,
     adversarial_d_loss,
     adversarial_g_loss,
+    box_l1,
     feature_matching_loss,
     info_nce_loss,
     orthogonality_loss,
     pyramid_l1,
+    weighted_total,
 )
 from thpad.models.memory_bank import MemoryBank
 from thpad.models.talking_head import TalkingHead, TalkingHeadOutput
 from thpad.pipelines.train.disentangle.config import DisentangleConfig
 from thpad.pipelines.train.disentangle.data import Round, make_round
-from thpad.pipelines.train.disentangle.networks import PHASE_ONE, LossNets, encoder_parts
+from thpad.pipelines.train.disentangle.networks import PHASE_ONE, LossNets, apply_phase, encoder_parts, trainable_parts
 from thpad.pipelines.train.harness import (
     pretrain,
 )
@@ -40,17 +43,16 @@ def discriminator_loss(disc: nn.Module, r: Round, fake: torch.Tensor, cfg: Disen
 def generator_terms(out: TalkingHeadOutput, r: Round, disc: nn.Module, loss_nets: LossNets, mlp_cl: nn.Module,
                     logit_scale: LogitScale, bank: MemoryBank, cfg: DisentangleConfig, phase: int,
                     landmark: nn.Module | None = None) -> dict[str, torch.Tensor]:
-    """The terms of Eq. IV (keys of ``LossWeights``) and L_pix when weighted; L_ol, L_cl and L_lmk (ours, with a
-    ``landmark`` head) only in phase one (nothing they reach trains in phase two), L_VGG and L_gaze only when their
-    networks are available."""
+    """The terms of Eq. IV (keys of ``LossWeights``) and L_pix and L_mouth when weighted; L_ol, L_cl and L_lmk
+    (ours, with a ``landmark`` head) only in phase one (nothing they reach trains in phase two), L_VGG and L_gaze
+    only when their networks are available."""
     weights = cfg.loss.weights
     fake_scales = disc(out.image)
     with torch.no_grad():
         real_scales = disc(r.real)
     terms = {"gan": adversarial_g_loss([s.logits for s in fake_scales], cfg.loss.gan_kind),
              "feat": feature_matching_loss([s.features for s in real_scales], [s.features for s in fake_scales])}
-    if weights.pix > 0:
-        terms["pix"] = pyramid_l1(r.real, out.image, cfg.loss.pixel_scales)
+    terms |= pixel_terms(out, r, cfg)
     for name, net in (("vgg", loss_nets.vgg), ("gaze", loss_nets.gaze)):
         if net.available and getattr(weights, name) > 0:
             terms[name] = net(r.real, out.image)
@@ -62,6 +64,16 @@ def generator_terms(out: TalkingHeadOutput, r: Round, disc: nn.Module, loss_nets
         if landmark is not None and r.landmark_motion is not None:
             terms["lmk"] = landmark_motion_loss(landmark, out.f_nl, r.landmark_motion,
                                                  cfg.loss.landmark_motion)
+    return terms
+
+
+def pixel_terms(out: TalkingHeadOutput, r: Round, cfg: DisentangleConfig) -> dict[str, torch.Tensor]:
+    """L_pix and L_mouth, each when its weight is above 0."""
+    weights, terms = cfg.loss.weights, {}
+    if weights.pix > 0:
+        terms["pix"] = pyramid_l1(r.real, out.image, cfg.loss.pixel_scales)
+    if weights.mouth > 0:
+        terms["mouth"] = box_l1(r.real, out.image, r.mouth_box)
     return terms
 
 
@@ -87,3 +99,29 @@ def pretrain_visual(head: TalkingHead, landmark: nn.Module, batches: Iterator[tu
     pretrain([q for module in parts for q in module.parameters()], loss_of, batches,
              -(-p.pretrain_samples // cfg.schedule.batch_size), p.pretrain_lr, world_size, cfg.schedule.grad_clip,
              tracker, "pretrain/lmk")
+
+
+def pretrain_pixels(head: TalkingHead, logit_scale: LogitScale, landmark: nn.Module | None,
+                    batches: Iterator[tuple[int, int, dict[str, Any]]], cfg: DisentangleConfig, device: torch.device,
+                    world_size: int, tracker: StageRun) -> None:
+    """Reconstruction without the GAN (``pixel_pretrain``): E_id, E_v's phase-one parts, MLP_a2l, the renderer and
+    L_lmk's head under Adam (the stage's betas) at ``pixel_pretrain.lr`` times each group's ``lr_scale``, on
+    the weighted L_pix, L_mouth and L_lmk. E_v sees the driving frames augmented as in the GAN phase or, without
+    ``augment.in_pretraining``, as they are. Draws its batches from ``batches`` (the checkpoints' data position
+    includes them); logs ``pretrain/pixels`` every 10 updates (rank 0's tracker)."""
+    p, scales = cfg.pixel_pretrain, cfg.lr_scale
+    apply_phase(head, logit_scale, cfg, PHASE_ONE, landmark)  # frozen parts in eval mode, the rest training
+    groups = trainable_parts(head, logit_scale, cfg, PHASE_ONE, landmark)  # MLP_cl and the scale get no gradient
+    param_groups = [{"params": [q for module in modules for q in module.parameters()],
+                     "lr": p.lr * getattr(scales, name)} for name, modules in groups.items() if modules]
+
+    def loss_of(batch: dict[str, Any]) -> torch.Tensor:
+        r = make_round(batch, cfg, device, augment=cfg.augment.in_pretraining)
+        out = head(r.identity, r.driving, r.mel)
+        terms = pixel_terms(out, r, cfg)
+        if landmark is not None and r.landmark_motion is not None:
+            terms["lmk"] = landmark_motion_loss(landmark, out.f_nl, r.landmark_motion, cfg.loss.landmark_motion)
+        return weighted_total(terms, cfg.loss.weights)
+
+    pretrain(param_groups, loss_of, batches, -(-p.samples // cfg.schedule.batch_size), p.lr, world_size,
+             cfg.schedule.grad_clip, tracker, "pretrain/pixels", cfg.betas)

@@ -37,10 +37,12 @@ from thpad.pipelines.train.disentangle.config import (
     FeatureLossParams,
     LearningRateScales,
     PhaseTwoParams,
+    PixelPretrainParams,
 )
+from thpad.pipelines.train.disentangle.data import mouth_boxes
 from thpad.pipelines.train.disentangle.inputs import StageInputError, read_contrastive
 from thpad.pipelines.train.disentangle.loop import train_disentangle
-from thpad.pipelines.train.disentangle.losses import pretrain_visual
+from thpad.pipelines.train.disentangle.losses import pretrain_pixels, pretrain_visual
 from thpad.pipelines.train.disentangle.networks import (
     PHASE_ONE,
     PHASE_TWO,
@@ -88,9 +90,11 @@ def make_config(shards: str, contrastive: str, root: Path, total_steps: int) -> 
         lr_scale=LearningRateScales(identity=1.0, visual=0.5, audio=1.0, generator=1.0, discriminator=0.5),
         phase_two=PhaseTwoParams(start_samples=PHASE_TWO_AT, lr=5e-4, warmup_samples=0, decay_samples=8 * BATCH,
                                  min_lr_ratio=0.1),
-        loss=DisentangleLossParams(gan_kind="nonsaturating", weights=LossWeights(pix=1.0, lmk=1.0), pixel_scales=2,
+        loss=DisentangleLossParams(gan_kind="nonsaturating", weights=LossWeights(pix=1.0, mouth=1.0, lmk=1.0),
+                                   pixel_scales=2,
                                    landmark_motion=LandmarkMotionParams(points=(17, 48), min_std=0.25,
                                                                          pretrain_samples=2 * BATCH, pretrain_lr=1e-3)),
+        pixel_pretrain=PixelPretrainParams(samples=2 * BATCH, lr=1e-3),
         feature_losses=FeatureLossParams(vgg="tiny", vgg_weights=None, vgg_layer_weights=(1 / 32, 1 / 16, 1 / 8,
                                          1 / 4, 1.0), gaze="tiny", gaze_weights=None, gaze_distance="l1",
                                          allow_random_features=False),
@@ -201,6 +205,46 @@ def test_pretraining_reads_augmented_frames_only_when_asked(tmp_path, monkeypatc
     pretrain_visual(head, landmark, batches, cfg, torch.device("cpu"), 1, NullRun())
     changed = [not torch.equal(a, b) for a, b in zip(before, head.visual_encoder.parameters(), strict=True)]
     assert any(changed)
+
+
+def test_mouth_boxes_hold_the_lip_points_widened_by_the_pad() -> None:
+    landmarks = torch.zeros(2, 68, 2)  # (B, 68, 2)
+    landmarks[:, 48:68] = torch.tensor([[20.0, 30.0], [36.0, 38.0]]).repeat(10, 1)  # lips span x 20-36, y 30-38
+    landmarks[1, 48:68] += 5.0
+    boxes = mouth_boxes(landmarks, 0.25)  # (B, 4)
+    torch.testing.assert_close(boxes[0], torch.tensor([16.0, 28.0, 40.0, 40.0]))  # +-4 in x, +-2 in y
+    torch.testing.assert_close(boxes[1], boxes[0] + 5.0)
+    torch.testing.assert_close(mouth_boxes(landmarks, 0.0)[0], torch.tensor([20.0, 30.0, 36.0, 38.0]))
+
+
+def test_pixel_pretraining_trains_the_renderer_and_encoders_on_clean_frames(tmp_path, monkeypatch) -> None:
+    """``pixel_pretrain``: E_id, E_v, MLP_a2l and the renderer learn from L_pix, L_mouth and L_lmk without the
+    GAN; E_a stays frozen, and the driving frames are read as they are (the augmentation is never called)."""
+    cfg = make_config("shards", stage_one_snapshot(tmp_path / "c.pt"), tmp_path, STEPS)
+    cfg = dataclasses.replace(cfg, augment=AugmentConfig(in_pretraining=False))
+    head, scale, _ = build_networks(cfg, read_contrastive(cfg.contrastive, Storage(), "tiny"))
+    landmark = build_landmark_head(cfg)
+    preset = TALKING_HEAD_PRESETS["tiny"]
+    size = preset.visual.image_size
+
+    def refuse(*_: object) -> None:
+        raise RuntimeError("augmented")
+
+    monkeypatch.setattr("thpad.pipelines.train.disentangle.data.augment_frames", refuse)
+    torch.manual_seed(0)
+    frames = torch.rand(BATCH, 3, 3, size, size) * 2 - 1  # (B, 1 driving + 2 identity, 3, S, S)
+    batch = {"image": frames[:, 0], "identity_images": frames[:, 1:],
+             "mel": torch.randn(BATCH, preset.audio.n_mels, preset.audio.n_frames),  # (B, n_mels, n_frames)
+             "landmarks": torch.rand(BATCH, 68, 2) * size,  # (B, 68, 2)
+             "landmark_motion": torch.randn(BATCH, landmark.out_features)}  # (B, D)
+    parts = {"generator": head.generator, "identity": head.identity_encoder, "visual": head.visual_encoder.mlp_nl,
+             "lip": head.mlp_a2l, "audio": head.audio_encoder}
+    before = {name: [p.detach().clone() for p in module.parameters()] for name, module in parts.items()}
+    pretrain_pixels(head, scale, landmark, iter([(0, 0, batch)] * 2), cfg, torch.device("cpu"), 1, NullRun())
+    changed = {name: any(not torch.equal(a, b) for a, b in zip(before[name], module.parameters(), strict=True))
+               for name, module in parts.items()}
+    assert changed == {"generator": True, "identity": True, "visual": True, "lip": True, "audio": False}
+    assert not head.audio_encoder.training
 
 
 def test_stage_one_snapshot_is_checked(tmp_path) -> None:
