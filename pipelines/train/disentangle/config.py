@@ -215,6 +215,9 @@ class DisentangleConfig:
         if self.renderer not in ("synthesis", "warp"):
             raise ValueError(f"renderer must be 'synthesis' or 'warp', got {self.renderer!r}")
         talking_head_config(self)  # the preset and the renderer must agree on sizes
+        if self.pixel_pretrain.samples > 0 and self.loss.weights.pix <= 0 and self.loss.weights.mouth <= 0:
+            raise ValueError("pixel_pretrain.samples > 0 needs a pixel loss: set loss.weights.pix or "
+                             "loss.weights.mouth above 0, or pixel_pretrain.samples to 0")
         feature_dim = TALKING_HEAD_PRESETS[self.model].audio.out_dim
         if MEMORY_BANK_PRESETS[self.memory_bank].dim != feature_dim:
             raise ValueError(f"memory_bank {self.memory_bank!r} holds features of another width than "

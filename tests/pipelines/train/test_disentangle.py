@@ -247,6 +247,15 @@ def test_pixel_pretraining_trains_the_renderer_and_encoders_on_clean_frames(tmp_
     assert not head.audio_encoder.training
 
 
+def test_pixel_pretraining_without_a_pixel_loss_is_refused(tmp_path) -> None:
+    cfg = make_config("shards", "c.pt", tmp_path, STEPS)
+    no_pixels = dataclasses.replace(cfg.loss, weights=LossWeights(lmk=1.0))
+    with pytest.raises(ValueError, match="pixel_pretrain.samples > 0 needs a pixel loss"):
+        dataclasses.replace(cfg, loss=no_pixels)
+    off = dataclasses.replace(cfg, loss=no_pixels, pixel_pretrain=PixelPretrainParams(samples=0))
+    assert off.pixel_pretrain.samples == 0
+
+
 def test_stage_one_snapshot_is_checked(tmp_path) -> None:
     missing = str(tmp_path / "nothing.pt")
     with pytest.raises(StageInputError, match="no stage-1 snapshot at .*nothing.pt"):
