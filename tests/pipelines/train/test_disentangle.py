@@ -170,7 +170,8 @@ def test_phase_two_freezes_all_but_the_generator_and_switches_schedules(tmp_path
     apply_phase(head, scale, cfg, PHASE_TWO, landmark)
     assert {n.split(".")[0] for n, p in head.named_parameters() if p.requires_grad} == {"generator"}
     assert not landmark.weight.requires_grad
-    off = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, weights=LossWeights()))
+    off = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, weights=LossWeights()),
+                              pixel_pretrain=PixelPretrainParams(samples=0))
     assert build_landmark_head(off) is None  # lmk 0 (the paper): no head, no targets
     assert not head.visual_encoder.backbone.training and not scale.log_scale.requires_grad
     before, after = group_learning_rates(PHASE_TWO_AT - BATCH, cfg), group_learning_rates(PHASE_TWO_AT, cfg)
