@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from thpad.landmarks import MOUTH_INNER, MOUTH_OUTER
 from thpad.models.talking_head import TALKING_HEAD_PRESETS
 from thpad.pipelines.metrics.probe import probe_groups
 from thpad.pipelines.train.disentangle.augment import augment_frames
@@ -34,9 +35,6 @@ def frame_sampling(cfg: DisentangleConfig) -> FrameSamplingConfig:
         closure=motion.closure, closure_min_std=motion.closure_min_std)
 
 
-MOUTH_POINTS = (48, 68)  # iBUG's lip points, outer and inner
-
-
 class Round(NamedTuple):
     """One accumulation round's inputs, on the device."""
 
@@ -51,7 +49,7 @@ class Round(NamedTuple):
 def mouth_boxes(landmarks: torch.Tensor, pad: float) -> torch.Tensor:
     """The box around each frame's lip points (iBUG 48-67), widened by ``pad`` times its size on every side:
     (b, 68, 2) landmarks in pixels -> (b, 4) x0, y0, x1, y1."""
-    lips = landmarks[:, MOUTH_POINTS[0]:MOUTH_POINTS[1]].float()  # (b, 20, 2)
+    lips = landmarks[:, [*MOUTH_OUTER, *MOUTH_INNER]].float()  # (b, 20, 2)
     low, high = lips.amin(dim=1), lips.amax(dim=1)  # (b, 2) each
     margin = (high - low) * pad  # (b, 2)
     return torch.cat([low - margin, high + margin], dim=1)  # (b, 4)

@@ -25,7 +25,7 @@ from thpad.models.memory_bank import MemoryBank
 from thpad.models.talking_head import TalkingHead, TalkingHeadOutput
 from thpad.pipelines.train.disentangle.config import DisentangleConfig
 from thpad.pipelines.train.disentangle.data import Round, make_round
-from thpad.pipelines.train.disentangle.networks import PHASE_ONE, LossNets, apply_phase, encoder_parts, trainable_parts
+from thpad.pipelines.train.disentangle.networks import PHASE_ONE, LossNets, apply_phase, encoder_parts, phase_one_groups
 from thpad.pipelines.train.harness import (
     pretrain,
 )
@@ -111,9 +111,8 @@ def pretrain_pixels(head: TalkingHead, logit_scale: LogitScale, landmark: nn.Mod
     includes them); logs ``pretrain/pixels`` every 10 updates (rank 0's tracker)."""
     p, scales = cfg.pixel_pretrain, cfg.lr_scale
     apply_phase(head, logit_scale, cfg, PHASE_ONE, landmark)  # frozen parts in eval mode, the rest training
-    groups = trainable_parts(head, logit_scale, cfg, PHASE_ONE, landmark)  # MLP_cl and the scale get no gradient
-    param_groups = [{"params": [q for module in modules for q in module.parameters()],
-                     "lr": p.lr * getattr(scales, name)} for name, modules in groups.items() if modules]
+    param_groups = [group | {"lr": p.lr * getattr(scales, group["name"])}  # MLP_cl and the scale get no gradient
+                    for group in phase_one_groups(head, logit_scale, cfg, landmark)]
 
     def loss_of(batch: dict[str, Any]) -> torch.Tensor:
         r = make_round(batch, cfg, device, augment=cfg.augment.in_pretraining)

@@ -96,13 +96,19 @@ def group_learning_rates(cur_nsamples: int, cfg: DisentangleConfig) -> dict[str,
             "discriminator": base * scale.discriminator}
 
 
+def phase_one_groups(head: TalkingHead, logit_scale: LogitScale, cfg: DisentangleConfig,
+                     landmark: nn.Module | None = None) -> list[dict[str, Any]]:
+    """Adam's parameter groups of the generator side, one per ``trainable_parts`` group of phase one, each with
+    its "name" and "params"."""
+    parts = trainable_parts(head, logit_scale, cfg, PHASE_ONE, landmark)
+    return [{"name": name, "params": [p for m in modules for p in m.parameters()]} for name, modules in parts.items()]
+
+
 def make_optimizers(head: TalkingHead, logit_scale: LogitScale, disc: nn.Module, cfg: DisentangleConfig,
                     landmark: nn.Module | None = None) -> tuple[torch.optim.Adam, torch.optim.Adam]:
     """Adam for the generator side (groups "identity", "visual", "audio" and "generator": phase one's trainable
     parts, so the state keeps its shape across phases) and Adam for D ("discriminator")."""
-    parts = trainable_parts(head, logit_scale, cfg, PHASE_ONE, landmark)
-    groups = [{"name": name, "params": [p for m in modules for p in m.parameters()]} for name, modules in parts.items()]
-    return (torch.optim.Adam(groups, lr=0.0, betas=cfg.betas),
+    return (torch.optim.Adam(phase_one_groups(head, logit_scale, cfg, landmark), lr=0.0, betas=cfg.betas),
             torch.optim.Adam([{"name": "discriminator", "params": list(disc.parameters())}], lr=0.0, betas=cfg.betas))
 
 
