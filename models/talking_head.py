@@ -25,7 +25,7 @@ from thpad.codec import from_dict, to_dict
 from thpad.models.audio_encoder import AUDIO_PRESETS, AudioEncoder, AudioEncoderConfig
 from thpad.models.generator.layers import NoiseMode
 from thpad.models.generator.synthesis import GENERATOR_PRESETS, Generator, GeneratorConfig
-from thpad.models.generator.warp import WARP_PRESETS, WarpRenderer, WarpRendererConfig
+from thpad.models.generator.warp import WARP_PRESETS, WarpFields, WarpRenderer, WarpRendererConfig, compose
 from thpad.models.identity_encoder import IDENTITY_PRESETS, IdentityEncoder, IdentityEncoderConfig
 from thpad.models.mlp import MLP, MLPConfig
 from thpad.models.shapes import assert_shape
@@ -120,6 +120,7 @@ class TalkingHeadOutput(NamedTuple):
     f_l: torch.Tensor  # (B, 470)
     style: torch.Tensor  # (B, 2560)
     image: torch.Tensor  # (B, 3, 224, 224)
+    warp: WarpFields | None = None  # the warping renderer's affine map, flow, mask and fill; None for "synthesis"
 
 
 class TalkingHead(nn.Module):
@@ -190,11 +191,17 @@ class TalkingHead(nn.Module):
         """
         if self.cfg.renderer == "synthesis":
             return self.generator(id_map, style, noise_mode)
+        photo, code = self.warp_inputs(source, style, source_nl)
+        return self.generator(photo, id_map, code, noise_mode)
+
+    def warp_inputs(self, source: torch.Tensor, style: torch.Tensor,
+                    source_nl: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The warping renderer's photo (B, 3, H, W), the first identity frame, and its motion code
+        cat(f_nl of the photo, f_nl, f_l) (B, 2 nl_dim + lip_dim); arguments as in ``render``."""
         photo = source[:, 0] if source.dim() == 5 else source  # (B, 3, H, W)
         if source_nl is None:
             source_nl = self.visual_encoder(photo).f_nl  # (B, nl_dim)
-        code = torch.cat([source_nl, style[:, self.cfg.identity.id_dim:]], dim=1)  # (B, 2 nl_dim + lip_dim)
-        return self.generator(photo, id_map, code, noise_mode)
+        return photo, torch.cat([source_nl, style[:, self.cfg.identity.id_dim:]], dim=1)
 
     def synthesize(
         self, source: torch.Tensor, f_id: torch.Tensor, id_map: torch.Tensor, f_nl: torch.Tensor,
@@ -223,9 +230,15 @@ class TalkingHead(nn.Module):
         f_a = self.audio_encoder(mel)
         f_l = self.mlp_a2l(visual.f_cl if self.cfg.lip_source == "visual_cl" else f_a)
         style = self.make_style(f_id, visual.f_nl, f_l)
-        image = self.render(identity_frames, id_map, style, noise_mode)
+        fields = None
+        if isinstance(self.generator, WarpRenderer):
+            photo, code = self.warp_inputs(identity_frames, style)
+            fields = self.generator.fields(photo, id_map, code, noise_mode)
+            image = compose(photo, fields)  # (B, 3, H, W)
+        else:
+            image = self.render(identity_frames, id_map, style, noise_mode)
         return TalkingHeadOutput(
-            f_id, id_map, visual.f_v, visual.f_ol, visual.f_cl, visual.f_nl, f_a, f_l, style, image
+            f_id, id_map, visual.f_v, visual.f_ol, visual.f_cl, visual.f_nl, f_a, f_l, style, image, fields
         )
 
     def infer(

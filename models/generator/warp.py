@@ -21,6 +21,7 @@ of FOMM, LIA and LivePortrait, driven by TH-PAD's codes instead of keypoints.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,8 @@ class WarpRendererConfig:
     mask (1: half resolution, upsampled bilinearly). ``mask_bias`` starts the mask at sigmoid(bias) of warped
     pixels. ``max_affine`` bounds each entry of theta - I and ``max_flow`` each flow component (tanh, in [-1, 1]
     image coordinates): a map that samples wholly outside the photo gets no gradient back (the border repeats), and
-    unbounded heads were seen to jump there and stay.
+    unbounded heads were seen to jump there and stay. A tanh driven deep into saturation passes no gradient either, so
+    the fields expose the logits under the bounds (``WarpFields.bounded``) for a loss that keeps them in range.
     """
 
     image_size: int = 224
@@ -97,6 +99,40 @@ def warp_image(source: torch.Tensor, flow: torch.Tensor, theta: torch.Tensor | N
     return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def pixel_to_grid(points: torch.Tensor, size: int) -> torch.Tensor:
+    """Pixel coordinates (pixel centres at integers) of a ``size``-px image -> grid_sample's [-1, 1]
+    (align_corners=False); any shape (..., 2) of (x, y)."""
+    return (2 * points + 1) / size - 1
+
+
+class WarpFields(NamedTuple):
+    """What the renderer predicts for one batch, before composing the image."""
+
+    theta: torch.Tensor  # (B, 2, 3) the global affine map, output coordinates -> source coordinates
+    flow: torch.Tensor  # (B, 2, S, S) the residual flow in [-1, 1] (x, y) units, bounded by max_flow
+    mask: torch.Tensor  # (B, 1, S, S) 1 = the warped photo, 0 = the fill
+    fill: torch.Tensor  # (B, 3, S, S) the synthesised pixels, in [-1, 1]
+    bounded: torch.Tensor | None = None  # (B, 6 + 2 s'^2) the logits under the tanh bounds: theta's, the flow's
+
+
+def compose(source: torch.Tensor, fields: WarpFields) -> torch.Tensor:
+    """The rendered image: mask * source warped by (theta, flow) + (1 - mask) * fill; (B, 3, S, S)."""
+    warped = warp_image(source, fields.flow, fields.theta)  # (B, 3, S, S)
+    return fields.mask * warped + (1 - fields.mask) * fields.fill  # (B, 3, S, S)
+
+
+def source_points(fields: WarpFields, points: torch.Tensor) -> torch.Tensor:
+    """Where in the photo the rendered image reads its pixels at ``points``: (B, N, 2) output points in grid
+    coordinates ([-1, 1], x then y) -> (B, N, 2) source points in the same units (theta applied, plus the flow
+    sampled bilinearly at the points). A perfect warp maps a driving frame's landmarks onto the photo's."""
+    B, N, _ = points.shape
+    ones = points.new_ones(B, N, 1)
+    rigid = torch.cat([points, ones], dim=2) @ fields.theta.transpose(1, 2)  # (B, N, 2)
+    flow = F.grid_sample(fields.flow, points[:, :, None], mode="bilinear", padding_mode="border",
+                         align_corners=False)  # (B, 2, N, 1)
+    return rigid + flow[..., 0].transpose(1, 2)  # (B, N, 2)
+
+
 class WarpRenderer(nn.Module):
     """Source photo, identity map and motion code -> image in [-1, 1] (see the module docstring)."""
 
@@ -119,15 +155,19 @@ class WarpRenderer(nn.Module):
 
     def forward(self, source: torch.Tensor, id_map: torch.Tensor, style: torch.Tensor,
                 noise_mode: NoiseMode = "random") -> torch.Tensor:
-        """Render.
+        """Render: ``compose(source, self.fields(...))``, (B, 3, S, S) images in [-1, 1] (arguments as in
+        ``fields``)."""
+        return compose(source, self.fields(source, id_map, style, noise_mode))
+
+    def fields(self, source: torch.Tensor, id_map: torch.Tensor, style: torch.Tensor,
+               noise_mode: NoiseMode = "random") -> WarpFields:
+        """The affine map, flow, mask and fill for a batch.
 
         Args:
             source: (B, 3, S, S) the identity frame in [-1, 1].
             id_map: (B, map_channels, s, s) E_id's map at the coarsest level.
             style: (B, style_dim) the motion code.
             noise_mode: noise of the styled convs, "random" or "none".
-        Returns:
-            (B, 3, S, S) images in [-1, 1].
         """
         cfg, B = self.cfg, style.shape[0]
         S, s = cfg.image_size, cfg.map_size
@@ -146,9 +186,12 @@ class WarpRenderer(nn.Module):
             if level == cfg.flow_level:
                 motion = self.motion(x)  # (B, 3, S/2^level, S/2^level)
         assert motion is not None
+        logits = motion  # (B, 3, s', s') at the flow level
         motion = F.interpolate(motion, size=(S, S), mode="bilinear", align_corners=False)  # (B, 3, S, S)
         mask = torch.sigmoid(motion[:, 2:])  # (B, 1, S, S): 1 = the warped photo
-        offset = cfg.max_affine * torch.tanh(self.affine(style)).view(B, 2, 3)  # (B, 2, 3)
+        affine = self.affine(style)  # (B, 6)
+        offset = cfg.max_affine * torch.tanh(affine).view(B, 2, 3)  # (B, 2, 3)
         theta = offset + style.new_tensor(IDENTITY_AFFINE).view(1, 2, 3)  # (B, 2, 3)
-        warped = warp_image(source, cfg.max_flow * torch.tanh(motion[:, :2]), theta)  # (B, 3, S, S)
-        return mask * warped + (1 - mask) * torch.tanh(self.fill(x))  # (B, 3, S, S)
+        flow = cfg.max_flow * torch.tanh(motion[:, :2])  # (B, 2, S, S)
+        bounded = torch.cat([affine, logits[:, :2].flatten(1)], dim=1)  # (B, 6 + 2 s'^2)
+        return WarpFields(theta, flow, mask, torch.tanh(self.fill(x)), bounded)

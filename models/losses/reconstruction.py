@@ -103,3 +103,25 @@ def box_l1(real: torch.Tensor, fake: torch.Tensor, boxes: torch.Tensor) -> torch
     mask = (inside_y[:, :, None] & inside_x[:, None, :]).to(fake.dtype)[:, None]  # (B, 1, H, W)
     error = (fake - real.detach()).abs() * mask  # (B, C, H, W)
     return error.sum() / (mask.sum() * real.shape[1]).clamp(min=1.0)
+
+
+def point_l1(predicted: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean L1 between matched points, such as where a warp reads the photo at the driving frame's landmarks and
+    the photo's own landmarks.
+
+    Args:
+        predicted: (B, N, 2) points; target: (B, N, 2) the same points' true positions (detached here), in the
+            same units.
+        weights: (N,) non-negative weights of the points (a weighted mean; None: all 1).
+    Returns:
+        scalar loss.
+    """
+    if predicted.shape != target.shape or predicted.dim() != 3 or predicted.shape[-1] != 2:
+        raise ValueError(f"point_l1 needs two (B, N, 2) tensors, got {tuple(predicted.shape)} and "
+                         f"{tuple(target.shape)}")
+    error = (predicted - target.detach()).abs().mean(dim=(0, 2))  # (N,)
+    if weights is None:
+        return error.mean()
+    if weights.shape != error.shape or float(weights.min()) < 0 or float(weights.sum()) <= 0:
+        raise ValueError(f"point_l1's weights must be ({error.shape[0]},), >= 0 and not all 0")
+    return (weights * error).sum() / weights.sum()

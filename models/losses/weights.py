@@ -29,6 +29,8 @@ class LossWeights:
     pix: float = 0.0  # L_pix, pixel L1 over an image pyramid (ours, not the paper's: needs no weights file)
     mouth: float = 0.0  # L_mouth, pixel L1 in the mouth's box (ours, not the paper's: a few percent of the frame)
     lmk: float = 0.0  # L_lmk, f_nl's landmark-motion head (ours, not the paper's: pipelines/train/landmark_motion.py)
+    corr: float = 0.0  # L_corr, the warp's landmark correspondence (ours, not the paper's: a warping renderer only)
+    bound: float = 0.0  # L_bound, the warp's tanh logits kept in range (ours, not the paper's: a warping renderer only)
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,7 @@ class FrameDataset(IterableDataset):
     - ``mel`` (n_mels, 4 * frames_per_window) float32 and ``mel_valid`` (same width,) bool: ``mel_window`` of t;
     - ``identity_images`` (K, 3, S, S) float32: frames j of the same clip, ``|j - t| >= min_identity_distance``;
     - ``landmarks`` (68, 2) float32: frame t's landmarks in S-px coordinates;
+    - ``identity_landmarks`` (K, 68, 2) float32: the identity frames' landmarks, likewise;
     - ``landmark_motion`` (4 + 2P,) float32 (4 + 2P + 1 with ``closure``), only with ``motion_points``: frame t's
       row of ``storage.landmark_motion.landmark_motion`` over the clip, then with ``closure`` one more column: its
       ``storage.eye_closure.eye_closure``, centred on the clip and divided by its std plus ``closure_min_std``
@@ -183,6 +184,8 @@ class FrameDataset(IterableDataset):
                 "image": images[0], "identity_images": images[1:],
                 "mel": torch.from_numpy(window), "mel_valid": torch.from_numpy(valid),
                 "landmarks": torch.from_numpy(scale_landmarks(lmk[t], stored, size) if size != stored else lmk[t]),
+                "identity_landmarks": torch.from_numpy(scale_landmarks(lmk[ids], stored, size) if size != stored
+                                                       else lmk[ids]),
                 "key": key, "identity": identity, "frame": t,
             }
             yield item if motion is None else item | {"landmark_motion": torch.from_numpy(motion[t])}

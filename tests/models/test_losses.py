@@ -18,12 +18,14 @@ from thpad.models.losses import (
     adversarial_d_loss,
     adversarial_g_loss,
     box_l1,
+    excess_l1,
     feature_matching_loss,
     gaze_loss,
     info_nce_loss,
     masked_mse,
     orthogonality_loss,
     perceptual_loss,
+    point_l1,
     pyramid_l1,
     velocity_loss,
     weighted_total,
@@ -194,3 +196,30 @@ def test_box_l1_is_the_pixel_l1_inside_each_box_only() -> None:
     assert float(box_l1(real, fake, torch.full((2, 4), -1.0))) == 0.0  # empty boxes: nothing to compare
     with pytest.raises(ValueError, match="boxes"):
         box_l1(real, fake, boxes[:1])
+
+
+def test_point_l1_is_the_mean_distance_of_matched_points_and_leaves_the_target_alone() -> None:
+    predicted = torch.tensor([[[0.0, 0.0], [1.0, -1.0]]], requires_grad=True)  # (1, 2, 2)
+    target = torch.tensor([[[0.5, 0.0], [1.0, 0.0]]], requires_grad=True)
+    loss = point_l1(predicted, target)
+    assert float(loss) == pytest.approx((0.5 + 0 + 0 + 1) / 4)
+    loss.backward()
+    assert predicted.grad is not None and target.grad is None
+    with pytest.raises(ValueError, match="point_l1"):
+        point_l1(predicted, target[:, :1])
+    weighted = point_l1(predicted.detach(), target, torch.tensor([1.0, 3.0]))  # point 1 counts three times
+    assert float(weighted) == pytest.approx((0.5 / 2 * 1 + 1.0 / 2 * 3) / 4)
+    assert float(point_l1(predicted.detach(), target, torch.tensor([0.0, 1.0]))) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="weights"):
+        point_l1(predicted, target, torch.tensor([0.0, 0.0]))
+
+
+def test_excess_l1_is_zero_inside_the_limit_and_pulls_back_outside() -> None:
+    logits = torch.tensor([0.5, -2.9, 4.0, -7.0], requires_grad=True)
+    loss = excess_l1(logits, 3.0)
+    assert float(loss) == pytest.approx((1.0 + 4.0) / 4)
+    loss.backward()
+    assert logits.grad is not None
+    assert logits.grad.tolist() == pytest.approx([0.0, 0.0, 0.25, -0.25])  # toward the range, saturated or not
+    with pytest.raises(ValueError, match="limit"):
+        excess_l1(logits, 0.0)

@@ -7,7 +7,17 @@ import dataclasses
 import pytest
 import torch
 
-from thpad.models.generator.warp import WARP_PRESETS, WarpRenderer, WarpRendererConfig, warp_image
+from thpad.models.generator.warp import (
+    IDENTITY_AFFINE,
+    WARP_PRESETS,
+    WarpFields,
+    WarpRenderer,
+    WarpRendererConfig,
+    compose,
+    pixel_to_grid,
+    source_points,
+    warp_image,
+)
 from thpad.models.talking_head import TALKING_HEAD_PRESETS, TalkingHead
 
 
@@ -28,6 +38,52 @@ def test_a_flow_of_one_pixel_shifts_the_image_by_one_pixel() -> None:
     shifted = warp_image(photo, flow)
     torch.testing.assert_close(shifted[..., :-1], photo[..., 1:], atol=1e-4, rtol=0)
     torch.testing.assert_close(shifted[..., -1], photo[..., -1], atol=1e-4, rtol=0)  # the border repeats
+
+
+def _dot_fields(theta: torch.Tensor, flow: torch.Tensor) -> WarpFields:
+    """Fields that show the warped photo only (mask 1)."""
+    B, _, S, _ = flow.shape
+    return WarpFields(theta, flow, torch.ones(B, 1, S, S), torch.zeros(B, 3, S, S))
+
+
+def test_source_points_say_where_the_warp_reads_a_landmark() -> None:
+    """A photo with one bright pixel, moved by an affine map and a flow: at the pixel where the render shows the
+    dot, ``source_points`` gives the dot's place in the photo (landmarks in pixels, centres at integers)."""
+    S, dot = 32, (9, 20)  # x, y of the bright pixel in the photo
+    photo = torch.full((1, 3, S, S), -1.0)
+    photo[0, :, dot[1], dot[0]] = 1.0
+    theta = torch.tensor([[[1.0, 0.0, 6 * 2 / S], [0.0, 1.0, -3 * 2 / S]]])  # output (x, y) reads (x + 6, y - 3)
+    flow = torch.zeros(1, 2, S, S)
+    flow[:, 0] = 2 * 2 / S  # and 2 more pixels to the right
+    fields = _dot_fields(theta, flow)
+    out = compose(photo, fields)[0, 0]  # (S, S)
+    y, x = divmod(int(out.argmax()), S)
+    assert (x, y) == (dot[0] - 8, dot[1] + 3)
+    found = source_points(fields, pixel_to_grid(torch.tensor([[[float(x), float(y)]]]), S))  # (1, 1, 2)
+    torch.testing.assert_close(found, pixel_to_grid(torch.tensor([[list(map(float, dot))]]), S))
+
+
+def test_source_points_of_the_identity_warp_are_the_points() -> None:
+    S = 16
+    theta = torch.tensor(IDENTITY_AFFINE).view(1, 2, 3).expand(3, 2, 3)
+    points = torch.rand(3, 5, 2) * 2 - 1  # (B, N, 2) anywhere in the image
+    torch.testing.assert_close(source_points(_dot_fields(theta, torch.zeros(3, 2, S, S)), points), points)
+
+
+def test_the_renderer_is_its_fields_composed() -> None:
+    torch.manual_seed(0)
+    cfg = WARP_PRESETS["tiny"]
+    renderer = WarpRenderer(cfg, style_dim=6).eval()
+    torch.nn.init.normal_(renderer.motion.weight, std=0.05)
+    torch.nn.init.normal_(renderer.affine.weight, std=0.05)
+    args = (_photo(), torch.randn(2, cfg.map_channels, 7, 7), torch.randn(2, 6))
+    with torch.no_grad():
+        fields = renderer.fields(*args, noise_mode="none")
+        assert fields.theta.shape == (2, 2, 3) and fields.flow.shape == (2, 2, 56, 56)
+        assert fields.bounded is not None and fields.bounded.shape == (2, 6 + 2 * 28 * 28)  # flow_level 1: 28 px
+        offset = cfg.max_affine * torch.tanh(fields.bounded[:, :6]).view(2, 2, 3)
+        torch.testing.assert_close(fields.theta - offset, torch.tensor(IDENTITY_AFFINE).view(1, 2, 3).expand(2, 2, 3))
+        torch.testing.assert_close(renderer(*args, noise_mode="none"), compose(args[0], fields))
 
 
 def test_an_untrained_renderer_is_mostly_the_photo() -> None:
@@ -82,6 +138,7 @@ def test_the_codes_reach_the_warped_image_through_the_talking_head() -> None:
     identity = torch.rand(2, 2, 3, 56, 56, generator=g) * 2 - 1  # (B, K, 3, S, S): the first frame is warped
     out = head(identity, torch.rand(2, 3, 56, 56, generator=g) * 2 - 1, torch.rand(2, 1, 80, 20, generator=g))
     assert out.image.shape == (2, 3, 56, 56)
+    assert out.warp is not None and out.warp.flow.shape == (2, 2, 56, 56)
     out.image.mean().backward()
     for part in (head.identity_encoder, head.visual_encoder, head.mlp_a2l, head.generator):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())

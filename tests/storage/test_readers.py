@@ -80,9 +80,10 @@ def test_items_match_their_clip(shards, clips, read_code) -> None:
         assert item["image"].shape == (3, SIZE, SIZE) and item["identity_images"].shape == (3, 3, SIZE, SIZE)
         assert -1.0 <= float(item["image"].min()) and float(item["image"].max()) <= 1.0
         assert read_code(to_uint8(item["image"])) == (index, t)
-        for image in item["identity_images"]:
+        for image, landmarks in zip(item["identity_images"], item["identity_landmarks"], strict=True):
             j_clip, j = read_code(to_uint8(image))
             assert j_clip == index and abs(j - t) >= CFG.min_identity_distance
+            assert np.array_equal(landmarks.numpy(), clip.lmk[j])  # each identity frame's own landmarks
         window, valid = mel_window(clip.mel, t, 5, 4)
         assert item["mel"].shape == (80, 20)
         assert np.array_equal(item["mel"].numpy(), window) and np.array_equal(item["mel_valid"].numpy(), valid)
@@ -157,6 +158,8 @@ def test_resize_on_read(shards, clips, read_code) -> None:
         assert np.abs(to_uint8(item["image"]).astype(int) - expected).mean() < 3.0
         assert read_code(to_uint8(item["image"]))[1] == t
         np.testing.assert_allclose(item["landmarks"].numpy(), scale_landmarks(clip.lmk[t], SIZE, 16))
+        j = read_code(to_uint8(item["identity_images"][0]))[1]
+        np.testing.assert_allclose(item["identity_landmarks"][0].numpy(), scale_landmarks(clip.lmk[j], SIZE, 16))
         np.testing.assert_allclose(scale_landmarks(np.array([[-0.5, 63.5]]), 64, 16), [[-0.5, 15.5]])
 
 

@@ -74,19 +74,31 @@ class DisentangleLossParams:
     ``weights.pix`` for L_pix, the pixel L1 over ``pixel_scales`` levels of an image pyramid (ours: without a VGG
     weights file the GAN and D's feature matching are the only image losses left, and a small generator learns
     slowly under them), and ``weights.mouth`` for L_mouth, the pixel L1 inside the driving frame's lip box widened
-    by ``mouth_pad`` of its size on each side (ours: the mouth is a few percent of a frame's pixels)."""
+    by ``mouth_pad`` of its size on each side (ours: the mouth is a few percent of a frame's pixels), and
+    ``weights.corr`` for L_corr, which asks the warping renderer to read the photo at its landmarks where the
+    driving frame has the same landmarks (ours: a direct signal for where the face and the lips go, which the pixel
+    loss gives only through image gradients), a weighted mean over the 68 points in which the 20 lip points weigh
+    ``corr_lip_weight`` and the others 1, and ``weights.bound`` for L_bound, the mean excess over ``bound_limit`` of
+    the logits under the warp's tanh bounds (ours: a flow head driven into saturation gets no gradient and stays
+    there, and the renderer then ignores its code)."""
 
     gan_kind: GanKind
     weights: LossWeights
     pixel_scales: int
     landmark_motion: LandmarkMotionParams
     mouth_pad: float = 0.25
+    corr_lip_weight: float = 1.0
+    bound_limit: float = 3.0
 
     def __post_init__(self) -> None:
         if self.pixel_scales < 1:
             raise ValueError(f"loss.pixel_scales must be >= 1, got {self.pixel_scales}")
         if self.mouth_pad < 0:
             raise ValueError(f"loss.mouth_pad must be >= 0, got {self.mouth_pad}")
+        if self.corr_lip_weight < 0:
+            raise ValueError(f"loss.corr_lip_weight must be >= 0, got {self.corr_lip_weight}")
+        if self.bound_limit <= 0:
+            raise ValueError(f"loss.bound_limit must be > 0, got {self.bound_limit}")
 
 
 @dataclass(frozen=True)
@@ -215,9 +227,14 @@ class DisentangleConfig:
         if self.renderer not in ("synthesis", "warp"):
             raise ValueError(f"renderer must be 'synthesis' or 'warp', got {self.renderer!r}")
         talking_head_config(self)  # the preset and the renderer must agree on sizes
-        if self.pixel_pretrain.samples > 0 and self.loss.weights.pix <= 0 and self.loss.weights.mouth <= 0:
-            raise ValueError("pixel_pretrain.samples > 0 needs a pixel loss: set loss.weights.pix or "
-                             "loss.weights.mouth above 0, or pixel_pretrain.samples to 0")
+        weights = self.loss.weights
+        if self.pixel_pretrain.samples > 0 and max(weights.pix, weights.mouth, weights.corr) <= 0:
+            raise ValueError("pixel_pretrain.samples > 0 needs a reconstruction loss: set loss.weights.pix, "
+                             "loss.weights.mouth or loss.weights.corr above 0, or pixel_pretrain.samples to 0")
+        for name in ("corr", "bound"):
+            if getattr(weights, name) > 0 and self.renderer != "warp":
+                raise ValueError(f"loss.weights.{name} (a term of the warping renderer) needs renderer: warp; set it "
+                                 f"to 0 for renderer {self.renderer!r}")
         feature_dim = TALKING_HEAD_PRESETS[self.model].audio.out_dim
         if MEMORY_BANK_PRESETS[self.memory_bank].dim != feature_dim:
             raise ValueError(f"memory_bank {self.memory_bank!r} holds features of another width than "

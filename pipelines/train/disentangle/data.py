@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from thpad.landmarks import MOUTH_INNER, MOUTH_OUTER
+from thpad.models.generator.warp import pixel_to_grid
 from thpad.models.talking_head import TALKING_HEAD_PRESETS
 from thpad.pipelines.metrics.probe import probe_groups
 from thpad.pipelines.train.disentangle.augment import augment_frames
@@ -44,6 +45,8 @@ class Round(NamedTuple):
     mel: torch.Tensor  # (b, 1, n_mels, n_frames)
     landmark_motion: torch.Tensor | None  # (b, D) L_lmk's targets, None when L_lmk is off
     mouth_box: torch.Tensor  # (b, 4) x0, y0, x1, y1 of the driving frame's mouth, L_mouth's region
+    landmarks: torch.Tensor  # (b, 68, 2) the driving frame's landmarks, in [-1, 1] grid coordinates
+    photo_landmarks: torch.Tensor  # (b, 68, 2) the first identity frame's (the warp's photo), likewise
 
 
 def mouth_boxes(landmarks: torch.Tensor, pad: float) -> torch.Tensor:
@@ -62,10 +65,13 @@ def make_round(batch: Mapping[str, Any], cfg: DisentangleConfig, device: torch.d
     real = batch["image"]  # (b, 3, S, S)
     motion = batch.get("landmark_motion")  # (b, D) or None
     driving = augment_frames(real, cfg.augment) if augment else real  # (b, 3, S, S)
+    size = real.shape[-1]
     return Round(real.to(device), driving.to(device),
                  batch["identity_images"].to(device), batch["mel"][:, None].to(device),
                  None if motion is None else motion.to(device),
-                 mouth_boxes(batch["landmarks"], cfg.loss.mouth_pad).to(device))
+                 mouth_boxes(batch["landmarks"], cfg.loss.mouth_pad).to(device),
+                 pixel_to_grid(batch["landmarks"], size).to(device),
+                 pixel_to_grid(batch["identity_landmarks"][:, 0], size).to(device))
 
 
 class ValSet(NamedTuple):

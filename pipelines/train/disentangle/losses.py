@@ -10,14 +10,18 @@ from typing import Any
 import torch
 from torch import nn
 
+from thpad.landmarks import MOUTH_INNER, MOUTH_OUTER
+from thpad.models.generator.warp import source_points
 from thpad.models.losses import (
     LogitScale,
     adversarial_d_loss,
     adversarial_g_loss,
     box_l1,
+    excess_l1,
     feature_matching_loss,
     info_nce_loss,
     orthogonality_loss,
+    point_l1,
     pyramid_l1,
     weighted_total,
 )
@@ -67,13 +71,28 @@ def generator_terms(out: TalkingHeadOutput, r: Round, disc: nn.Module, loss_nets
     return terms
 
 
+def landmark_weights(lip_weight: float, device: torch.device) -> torch.Tensor:
+    """L_corr's weights of the 68 landmarks: ``lip_weight`` for the 20 lip points (iBUG 48-67), 1 for the others."""
+    weights = torch.ones(68, device=device)  # (68,)
+    weights[[*MOUTH_OUTER, *MOUTH_INNER]] = lip_weight
+    return weights
+
+
 def pixel_terms(out: TalkingHeadOutput, r: Round, cfg: DisentangleConfig) -> dict[str, torch.Tensor]:
-    """L_pix and L_mouth, each when its weight is above 0."""
+    """L_pix, L_mouth, L_corr and L_bound, each when its weight is above 0 (the last two only from a warping
+    renderer). L_corr is the L1, in grid units, between where the warp reads the photo at the driving frame's
+    landmarks and the photo's own landmarks, the lip points weighted by ``loss.corr_lip_weight``; L_bound the excess
+    of the warp's tanh logits over ``loss.bound_limit``."""
     weights, terms = cfg.loss.weights, {}
     if weights.pix > 0:
         terms["pix"] = pyramid_l1(r.real, out.image, cfg.loss.pixel_scales)
     if weights.mouth > 0:
         terms["mouth"] = box_l1(r.real, out.image, r.mouth_box)
+    if weights.corr > 0 and out.warp is not None:
+        terms["corr"] = point_l1(source_points(out.warp, r.landmarks), r.photo_landmarks,
+                                 landmark_weights(cfg.loss.corr_lip_weight, r.landmarks.device))
+    if weights.bound > 0 and out.warp is not None and out.warp.bounded is not None:
+        terms["bound"] = excess_l1(out.warp.bounded, cfg.loss.bound_limit)
     return terms
 
 

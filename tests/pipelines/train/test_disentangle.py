@@ -17,8 +17,9 @@ from mlflow.tracking import MlflowClient
 from tests.pipelines.train.dvc_files import assert_finite, export
 from thpad.codec import to_dict
 from thpad.models.contrastive_net import build_net
+from thpad.models.generator.warp import WarpFields
 from thpad.models.losses import LossWeights
-from thpad.models.talking_head import TALKING_HEAD_PRESETS, build_talking_head
+from thpad.models.talking_head import TALKING_HEAD_PRESETS, TalkingHeadOutput, build_talking_head
 from thpad.pipelines.metrics.probe import (
     clip_folds,
     partial_correlations,
@@ -39,10 +40,10 @@ from thpad.pipelines.train.disentangle.config import (
     PhaseTwoParams,
     PixelPretrainParams,
 )
-from thpad.pipelines.train.disentangle.data import mouth_boxes
+from thpad.pipelines.train.disentangle.data import make_round, mouth_boxes
 from thpad.pipelines.train.disentangle.inputs import StageInputError, read_contrastive
 from thpad.pipelines.train.disentangle.loop import train_disentangle
-from thpad.pipelines.train.disentangle.losses import pretrain_pixels, pretrain_visual
+from thpad.pipelines.train.disentangle.losses import pixel_terms, pretrain_pixels, pretrain_visual
 from thpad.pipelines.train.disentangle.networks import (
     PHASE_ONE,
     PHASE_TWO,
@@ -90,7 +91,7 @@ def make_config(shards: str, contrastive: str, root: Path, total_steps: int) -> 
         lr_scale=LearningRateScales(identity=1.0, visual=0.5, audio=1.0, generator=1.0, discriminator=0.5),
         phase_two=PhaseTwoParams(start_samples=PHASE_TWO_AT, lr=5e-4, warmup_samples=0, decay_samples=8 * BATCH,
                                  min_lr_ratio=0.1),
-        loss=DisentangleLossParams(gan_kind="nonsaturating", weights=LossWeights(pix=1.0, mouth=1.0, lmk=1.0),
+        loss=DisentangleLossParams(gan_kind="nonsaturating", weights=LossWeights(pix=1.0, mouth=1.0, lmk=1.0, corr=1.0, bound=1.0),
                                    pixel_scales=2,
                                    landmark_motion=LandmarkMotionParams(points=(17, 48), min_std=0.25,
                                                                          pretrain_samples=2 * BATCH, pretrain_lr=1e-3)),
@@ -218,6 +219,59 @@ def test_mouth_boxes_hold_the_lip_points_widened_by_the_pad() -> None:
     torch.testing.assert_close(mouth_boxes(landmarks, 0.0)[0], torch.tensor([20.0, 30.0, 36.0, 38.0]))
 
 
+def test_l_corr_is_zero_for_the_warp_that_maps_the_driving_landmarks_onto_the_photos(tmp_path) -> None:
+    """L_corr compares where the warp reads the photo at the driving frame's landmarks with the photo's own
+    landmarks: the photo's face sits 3 px right of the driving frame's, so a warp that reads 3 px to the right scores
+    0 and the identity warp 3 px in x (3 / S in grid units, averaged over x and y)."""
+    cfg = make_config("shards", "c.pt", tmp_path, STEPS)
+    S, g = 56, torch.Generator().manual_seed(0)
+    landmarks = torch.rand(2, 68, 2, generator=g) * 40 + 8  # (B, 68, 2) pixels
+    batch = {"image": torch.zeros(2, 3, S, S), "identity_images": torch.zeros(2, 2, 3, S, S),
+             "mel": torch.zeros(2, 80, 20), "landmarks": landmarks,
+             "identity_landmarks": torch.stack([landmarks + torch.tensor([3.0, 0.0]), landmarks], dim=1)}
+    r = make_round(batch, cfg, torch.device("cpu"), augment=False)
+    torch.testing.assert_close(r.landmarks, (2 * landmarks + 1) / S - 1)  # grid_sample's coordinates
+
+    def terms(shift_px: float) -> dict[str, torch.Tensor]:
+        theta = torch.tensor([[1.0, 0.0, shift_px * 2 / S], [0.0, 1.0, 0.0]]).expand(2, 2, 3)
+        fields = WarpFields(theta, torch.zeros(2, 2, S, S), torch.ones(2, 1, S, S), torch.zeros(2, 3, S, S))
+        return pixel_terms(TalkingHeadOutput(*[None] * 9, r.real, fields), r, cfg)  # type: ignore[arg-type]
+
+    assert float(terms(3.0)["corr"]) == pytest.approx(0.0, abs=1e-6)
+    assert float(terms(0.0)["corr"]) == pytest.approx(3.0 / S, rel=1e-4)
+    assert "corr" not in pixel_terms(TalkingHeadOutput(*[None] * 9, r.real), r, cfg)  # type: ignore[arg-type]
+    lips = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, corr_lip_weight=0.0))
+    r = r._replace(photo_landmarks=r.photo_landmarks.clone())
+    r.photo_landmarks[:, 48:68] += 1.0  # the lips far off: with lip weight 0 they do not count
+    theta = torch.tensor([[1.0, 0.0, 3.0 * 2 / S], [0.0, 1.0, 0.0]]).expand(2, 2, 3)
+    fields = WarpFields(theta, torch.zeros(2, 2, S, S), torch.ones(2, 1, S, S), torch.zeros(2, 3, S, S))
+    out = TalkingHeadOutput(*[None] * 9, r.real, fields)  # type: ignore[arg-type]
+    assert float(pixel_terms(out, r, lips)["corr"]) == pytest.approx(0.0, abs=1e-6)
+    assert float(pixel_terms(out, r, cfg)["corr"]) == pytest.approx(20 / 68, rel=1e-4)  # 1 off in x and y
+
+
+def test_l_bound_pulls_saturated_warp_logits_back(tmp_path) -> None:
+    cfg = make_config("shards", "c.pt", tmp_path, STEPS)
+    S = 56
+    batch = {"image": torch.zeros(2, 3, S, S), "identity_images": torch.zeros(2, 1, 3, S, S),
+             "mel": torch.zeros(2, 80, 20), "landmarks": torch.full((2, 68, 2), 20.0),
+             "identity_landmarks": torch.full((2, 1, 68, 2), 20.0)}
+    r = make_round(batch, cfg, torch.device("cpu"), augment=False)
+    theta = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).expand(2, 2, 3)
+    logits = torch.zeros(2, 10)
+    logits[0, 0] = cfg.loss.bound_limit + 2.0  # one saturated logit
+    fields = WarpFields(theta, torch.zeros(2, 2, S, S), torch.ones(2, 1, S, S), torch.zeros(2, 3, S, S), logits)
+    terms = pixel_terms(TalkingHeadOutput(*[None] * 9, r.real, fields), r, cfg)  # type: ignore[arg-type]
+    assert float(terms["bound"]) == pytest.approx(2.0 / 20)
+    assert float(terms["corr"]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_l_corr_needs_the_warping_renderer(tmp_path) -> None:
+    cfg = make_config("shards", "c.pt", tmp_path, STEPS)
+    with pytest.raises(ValueError, match="loss.weights.corr .* needs renderer: warp"):
+        dataclasses.replace(cfg, renderer="synthesis")
+
+
 def test_pixel_pretraining_trains_the_renderer_and_encoders_on_clean_frames(tmp_path, monkeypatch) -> None:
     """``pixel_pretrain``: E_id, E_v, MLP_a2l and the renderer learn from L_pix, L_mouth and L_lmk without the
     GAN; E_a stays frozen, and the driving frames are read as they are (the augmentation is never called)."""
@@ -237,6 +291,7 @@ def test_pixel_pretraining_trains_the_renderer_and_encoders_on_clean_frames(tmp_
     batch = {"image": frames[:, 0], "identity_images": frames[:, 1:],
              "mel": torch.randn(BATCH, preset.audio.n_mels, preset.audio.n_frames),  # (B, n_mels, n_frames)
              "landmarks": torch.rand(BATCH, 68, 2) * size,  # (B, 68, 2)
+             "identity_landmarks": torch.rand(BATCH, 2, 68, 2) * size,  # (B, K, 68, 2)
              "landmark_motion": torch.randn(BATCH, landmark.out_features)}  # (B, D)
     parts = {"generator": head.generator, "identity": head.identity_encoder, "visual": head.visual_encoder.mlp_nl,
              "lip": head.mlp_a2l, "audio": head.audio_encoder}
@@ -251,7 +306,7 @@ def test_pixel_pretraining_trains_the_renderer_and_encoders_on_clean_frames(tmp_
 def test_pixel_pretraining_without_a_pixel_loss_is_refused(tmp_path) -> None:
     cfg = make_config("shards", "c.pt", tmp_path, STEPS)
     no_pixels = dataclasses.replace(cfg.loss, weights=LossWeights(lmk=1.0))
-    with pytest.raises(ValueError, match="pixel_pretrain.samples > 0 needs a pixel loss"):
+    with pytest.raises(ValueError, match="pixel_pretrain.samples > 0 needs a reconstruction loss"):
         dataclasses.replace(cfg, loss=no_pixels)
     off = dataclasses.replace(cfg, loss=no_pixels, pixel_pretrain=PixelPretrainParams(samples=0))
     assert off.pixel_pretrain.samples == 0
