@@ -189,19 +189,21 @@ class TalkingHead(nn.Module):
         Returns:
             (B, 3, H, W) images in [-1, 1].
         """
-        if self.cfg.renderer == "synthesis":
-            return self.generator(id_map, style, noise_mode)
-        photo, code = self.warp_inputs(source, style, source_nl)
-        return self.generator(photo, id_map, code, noise_mode)
+        return self.render_fields(source, id_map, style, noise_mode, source_nl)[0]
 
-    def warp_inputs(self, source: torch.Tensor, style: torch.Tensor,
-                    source_nl: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The warping renderer's photo (B, 3, H, W), the first identity frame, and its motion code
-        cat(f_nl of the photo, f_nl, f_l) (B, 2 nl_dim + lip_dim); arguments as in ``render``."""
+    def render_fields(self, source: torch.Tensor, id_map: torch.Tensor, style: torch.Tensor,
+                      noise_mode: NoiseMode = "random",
+                      source_nl: torch.Tensor | None = None) -> tuple[torch.Tensor, WarpFields | None]:
+        """``render``'s image (B, 3, H, W) with the warping renderer's fields (None for "synthesis"); arguments as
+        in ``render``."""
+        if not isinstance(self.generator, WarpRenderer):
+            return self.generator(id_map, style, noise_mode), None
         photo = source[:, 0] if source.dim() == 5 else source  # (B, 3, H, W)
         if source_nl is None:
             source_nl = self.visual_encoder(photo).f_nl  # (B, nl_dim)
-        return photo, torch.cat([source_nl, style[:, self.cfg.identity.id_dim:]], dim=1)
+        code = torch.cat([source_nl, style[:, self.cfg.identity.id_dim:]], dim=1)  # (B, 2 nl_dim + lip_dim)
+        fields = self.generator.fields(photo, id_map, code, noise_mode)
+        return compose(photo, fields), fields
 
     def synthesize(
         self, source: torch.Tensor, f_id: torch.Tensor, id_map: torch.Tensor, f_nl: torch.Tensor,
@@ -230,13 +232,7 @@ class TalkingHead(nn.Module):
         f_a = self.audio_encoder(mel)
         f_l = self.mlp_a2l(visual.f_cl if self.cfg.lip_source == "visual_cl" else f_a)
         style = self.make_style(f_id, visual.f_nl, f_l)
-        fields = None
-        if isinstance(self.generator, WarpRenderer):
-            photo, code = self.warp_inputs(identity_frames, style)
-            fields = self.generator.fields(photo, id_map, code, noise_mode)
-            image = compose(photo, fields)  # (B, 3, H, W)
-        else:
-            image = self.render(identity_frames, id_map, style, noise_mode)
+        image, fields = self.render_fields(identity_frames, id_map, style, noise_mode)  # (B, 3, H, W), fields
         return TalkingHeadOutput(
             f_id, id_map, visual.f_v, visual.f_ol, visual.f_cl, visual.f_nl, f_a, f_l, style, image, fields
         )

@@ -128,14 +128,16 @@ class GenerationResult:
         return {"video": path, **named}
 
     def save(self, path: str | os.PathLike, size: int | None = None, paste_back: bool = False, crf: int = 18,
-             progress: Callable[[int], None] | None = None) -> dict[str, Path]:
-        """Stream every sample's mp4 (+ the grid) and the sidecar ``OUT.json``; nothing is left at a final name
-        when it fails. Returns the written paths by role (``video``, ``seedS``..., ``sidecar``)."""
+             progress: Callable[[int], None] | None = None, with_grid: bool = True) -> dict[str, Path]:
+        """Stream every sample's mp4 (+ the grid of several samples, unless ``with_grid`` is false) and the sidecar
+        ``OUT.json``; nothing is left at a final name when it fails. Returns the written paths by role (``video``,
+        ``seedS``..., ``sidecar``; no ``video`` for several samples without the grid)."""
         paths = self.output_paths(path)
-        targets = list(paths.values())[1:] if len(self.samples) > 1 else [paths["video"]]
+        several = len(self.samples) > 1
+        targets = list(paths.values())[1:] if several else [paths["video"]]
         writers = [StreamingVideoWriter(p, self.fps, self.audio, self.sample_rate, crf) for p in targets]
         grid_writer = StreamingVideoWriter(paths["video"], self.fps, self.audio, self.sample_rate, crf) \
-            if len(self.samples) > 1 else None
+            if several and with_grid else None
         paste = self._paste(paste_back)
         renamed: list[Path] = []
         try:
@@ -157,7 +159,8 @@ class GenerationResult:
             raise
         sidecar = Path(paths["video"]).with_suffix(".json")
         atomic_write_json(sidecar, self.sidecar())
-        return {**paths, "sidecar": sidecar}
+        written = {role: p for role, p in paths.items() if role != "video" or grid_writer is not None or not several}
+        return {**written, "sidecar": sidecar}
 
 
 def _even(frames: np.ndarray) -> np.ndarray:

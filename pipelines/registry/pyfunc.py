@@ -64,13 +64,13 @@ def video_bytes(result: GenerationResult, crf: int) -> tuple[list[bytes], str]:
     """Render every sample of ``result`` to mp4 bytes (speech muxed in) and return them with the sidecar JSON.
 
     Rendering streams through ``GenerationResult.save`` into a temporary folder, so the bytes are exactly those
-    ``thpad generate`` writes; the side-by-side grid of several samples is written too but not returned.
+    ``thpad generate`` writes (without the side-by-side grid of several samples, which nobody would receive).
 
     Returns:
         (one mp4 per sample, in seed order; the sidecar JSON text: settings, seeds, inputs, trajectories).
     """
     with tempfile.TemporaryDirectory(prefix="thpad-pyfunc-") as tmp:
-        written = result.save(Path(tmp) / "video.mp4", crf=crf)
+        written = result.save(Path(tmp) / "video.mp4", crf=crf, with_grid=False)
         per_sample = [path for role, path in written.items() if role not in ("video", "sidecar")]  # OUT-seedS.mp4
         per_sample = per_sample or [written["video"]]  # one sample: OUT itself
         return [Path(p).read_bytes() for p in per_sample], Path(written["sidecar"]).read_text()

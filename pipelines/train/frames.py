@@ -171,6 +171,7 @@ class FrameDataset(IterableDataset):
         except DegenerateLandmarksError as err:
             log.warning("clip %r skipped: no landmark motion for L_lmk (%s)", key, err)
             return
+        at_size = scale_landmarks(lmk, stored, size) if size != stored else lmk  # (T, 68, 2) in S-px coordinates
         if motion is not None and self.cfg.closure:
             motion = np.concatenate([motion, self.closure_column(key, members, lmk, stored)], axis=1)  # (T, D + 1)
         for _ in range(self.cfg.samples_per_clip):
@@ -183,9 +184,7 @@ class FrameDataset(IterableDataset):
             item = {
                 "image": images[0], "identity_images": images[1:],
                 "mel": torch.from_numpy(window), "mel_valid": torch.from_numpy(valid),
-                "landmarks": torch.from_numpy(scale_landmarks(lmk[t], stored, size) if size != stored else lmk[t]),
-                "identity_landmarks": torch.from_numpy(scale_landmarks(lmk[ids], stored, size) if size != stored
-                                                       else lmk[ids]),
+                "landmarks": torch.from_numpy(at_size[t]), "identity_landmarks": torch.from_numpy(at_size[ids]),
                 "key": key, "identity": identity, "frame": t,
             }
             yield item if motion is None else item | {"landmark_motion": torch.from_numpy(motion[t])}

@@ -97,6 +97,20 @@ def test_save_streams_an_mp4_with_the_speech_and_a_sidecar(model, portrait_path,
     assert sidecar["inputs"]["image_sha256"] and sidecar["bundle"]["id"] == model.bundle.id
 
 
+def test_save_of_several_samples_writes_the_grid_unless_told_not_to(model, portrait_path, speech_path,
+                                                                    tmp_path) -> None:
+    result = model.generate(portrait_path, speech_path, samples=2, seed=4)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    with_grid = result.save(tmp_path / "a" / "talk.mp4")
+    assert set(with_grid) == {"video", "seed4", "seed5", "sidecar"} and with_grid["video"].is_file()
+    without = result.save(tmp_path / "b" / "talk.mp4", with_grid=False)
+    assert set(without) == {"seed4", "seed5", "sidecar"}
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["talk-seed4.mp4", "talk-seed5.mp4", "talk.json"]
+    for path in without.values():
+        assert path.stat().st_size > 0
+
+
 def test_paste_back_keeps_the_photo_size_and_far_pixels(model, portrait_path, speech_path) -> None:
     result = model.generate(portrait_path, speech_path, seed=0)
     chunk = next(result.chunks(paste_back=True))
